@@ -1,0 +1,285 @@
+/*
+ * engine.h -- the occupancy engine: topology, admission, per-space rows, the horizon,
+ * queries, durability through the log, recovery.
+ *
+ * The engine is pure and single-threaded: it never calls libuv, never reads the wall
+ * clock except through opts.clock, and gives the same answers for the same set of
+ * accepted events and topology, whatever order the events came in (SPEC §2).
+ *
+ * Durability. With a data directory, every accepted event and every topology change is
+ * appended to the log (storage/log.h) before it counts. ff_engine_written() is then the
+ * log position covering everything done so far; the caller (the server) calls
+ * ff_engine_sync() once per loop turn and releases the acks and answers whose position
+ * is <= ff_engine_durable(). Without a data directory (tests) nothing is written and
+ * both positions stay 0.
+ *
+ * Pointers. Strings and structs returned by queries point into engine memory and are
+ * valid until the next call that changes the engine (ingest, topology, tick, close).
+ */
+#ifndef FF_ENGINE_H
+#define FF_ENGINE_H
+
+#include "engine/ff.h"
+#include "storage/log.h"
+
+#include <stdbool.h>
+
+typedef struct ff_engine ff_engine;
+
+/* The wall clock, in ff_ts microseconds. Injectable so tests control time. */
+typedef int64_t (*ff_clock_fn)(void *ctx);
+
+typedef struct ff_engine_opts {
+    const char *data_dir;    /* NULL: in memory only, no log (tests) */
+    int64_t settle_us;       /* settle_delay; default 5 min (0 means default) */
+    int64_t max_lateness_us; /* default 7 d */
+    int64_t max_future_us;   /* default 5 min */
+    bool late_reject;        /* --late=reject; default amend */
+    bool dedup_off;          /* --dedup=off; default on */
+    size_t log_file_bytes;   /* 0 = log default */
+    ff_clock_fn clock;       /* NULL = CLOCK_REALTIME */
+    void *clock_ctx;
+} ff_engine_opts;
+
+/* Fills o with the defaults above. */
+void ff_engine_opts_default(ff_engine_opts *o);
+
+/* What ff_engine_open() found and did. */
+typedef struct ff_engine_recovery {
+    ff_log_recovery log;
+    uint64_t events_replayed;
+    uint64_t topo_ops_replayed;
+    double seconds;
+} ff_engine_recovery;
+
+/* Opens the engine; with a data_dir, opens the log and replays it. rep may be NULL. */
+int ff_engine_open(ff_engine **out, const ff_engine_opts *opts, ff_engine_recovery *rep);
+/* Syncs the log and frees everything. */
+void ff_engine_close(ff_engine *e);
+
+/* ---- Topology -------------------------------------------------------------------- */
+
+#define FF_NAME_MAX 100 /* bytes of UTF-8 */
+
+typedef struct ff_space_def {
+    uint32_t id; /* > 0 */
+    char name[FF_NAME_MAX + 1];
+    bool has_capacity;
+    int64_t capacity; /* >= 0 when has_capacity */
+    bool clamp_at_zero;
+} ff_space_def;
+
+typedef struct ff_doorway_def {
+    uint32_t id; /* > 0 */
+    char name[FF_NAME_MAX + 1];
+} ff_doorway_def;
+
+/* One assignment version of a DPU. Space and doorway ids of 0 mean null. */
+typedef struct ff_assignment {
+    uint32_t doorway_id;
+    uint32_t entry_space_id;
+    uint32_t exit_space_id;
+    int64_t effective_from; /* FF_TS_MIN = the beginning of time */
+} ff_assignment;
+
+/*
+ * Creates or updates a space. A def identical to the existing one changes nothing and
+ * writes nothing. Errors: FF_EINVAL (id 0, empty or too long name, capacity < 0),
+ * FF_EEXIST (another space has that name), FF_ECONFLICT (changing clamp_at_zero of a
+ * space that already has events would rewrite settled history).
+ * *created (may be NULL) tells whether the space is new.
+ */
+int ff_engine_space_put(ff_engine *e, const ff_space_def *def, bool *created);
+/* FF_ENOTFOUND, or FF_ECONFLICT while any assignment version refers to the space. */
+int ff_engine_space_delete(ff_engine *e, uint32_t id);
+/* Smallest unused space id (for POST without id). */
+uint32_t ff_engine_space_next_id(const ff_engine *e);
+
+/* The same for doorways. */
+int ff_engine_doorway_put(ff_engine *e, const ff_doorway_def *def, bool *created);
+int ff_engine_doorway_delete(ff_engine *e, uint32_t id);
+uint32_t ff_engine_doorway_next_id(const ff_engine *e);
+
+/*
+ * Adds an assignment version to DPU `dpu_id`, creating the DPU if it is new.
+ * has_effective_from false: the beginning of time for a DPU's first version, now
+ * (opts.clock) for later ones. Applied idempotently: when has_effective_from is false
+ * and the DPU's latest version already has the same doorway and spaces, or when a
+ * version identical in all fields exists, nothing changes (*added = false).
+ * Pending events of the DPU at or after the new effective_from are re-attributed.
+ * Errors: FF_EINVAL (entry == exit != 0), FF_EREF (a space or doorway id that names
+ * nothing), FF_ECONFLICT (effective_from at or before the horizon H, except for a DPU's
+ * first version, or before the DPU's latest version).
+ */
+int ff_engine_dpu_assign(ff_engine *e, uint32_t dpu_id, const ff_assignment *a,
+                         bool has_effective_from, bool *added);
+
+/* Read access. Each returns NULL when the id is unknown. */
+typedef struct ff_space_info {
+    ff_space_def def;
+    uint64_t revision;   /* late amendments so far */
+    uint64_t rows;       /* events counted in the space */
+    int64_t occupancy;   /* after every accepted event */
+    int64_t latest_ts;   /* ts of the latest event; FF_TS_MIN if none */
+    bool settled;        /* latest_ts <= H */
+} ff_space_info;
+
+int ff_engine_space_get(const ff_engine *e, uint32_t id, ff_space_info *out);
+int ff_engine_doorway_get(const ff_engine *e, uint32_t id, ff_doorway_def *out);
+/* Looks a space / doorway up by exact name; 0 if none. */
+uint32_t ff_engine_space_by_name(const ff_engine *e, const char *name);
+uint32_t ff_engine_doorway_by_name(const ff_engine *e, const char *name);
+
+/* Iteration in ascending id order. The callback returns non-zero to stop. */
+typedef int (*ff_space_cb)(void *ctx, const ff_space_info *s);
+typedef int (*ff_doorway_cb)(void *ctx, const ff_doorway_def *d);
+typedef int (*ff_dpu_cb)(void *ctx, uint32_t dpu_id, const ff_assignment *versions, size_t n);
+void ff_engine_spaces(const ff_engine *e, ff_space_cb cb, void *ctx);
+void ff_engine_doorways(const ff_engine *e, ff_doorway_cb cb, void *ctx);
+void ff_engine_dpus(const ff_engine *e, ff_dpu_cb cb, void *ctx);
+/* The versions of one DPU in effective_from order; FF_ENOTFOUND if unknown. The pointer
+ * is valid until the next change. */
+int ff_engine_dpu_get(const ff_engine *e, uint32_t dpu_id, const ff_assignment **versions,
+                      size_t *n);
+size_t ff_engine_space_count(const ff_engine *e);
+size_t ff_engine_dpu_count(const ff_engine *e);
+
+/* ---- Ingest ---------------------------------------------------------------------- */
+
+/* Per-event outcome of admission. */
+enum ff_outcome {
+    FF_OUT_ACCEPTED = 0,
+    FF_OUT_LATE,      /* accepted, amended settled history */
+    FF_OUT_DUPLICATE, /* acknowledged, changed nothing */
+    FF_OUT_REFUSED_LATE,
+    FF_OUT_REFUSED_TOO_OLD,
+    FF_OUT_REFUSED_FUTURE,
+    FF_OUT_REFUSED_UNKNOWN_DPU,
+    FF_OUT_REFUSED_INVALID, /* direction not +-1, reserved not 0, ts < 0 */
+    FF_OUT__COUNT
+};
+/* The refusal reason as the API spells it: "late", "too_old", "future", "unknown_dpu",
+ * "invalid"; NULL for outcomes that are not refusals. */
+const char *ff_outcome_reason(int outcome);
+
+typedef struct ff_ingest_result {
+    uint32_t accepted;   /* including late */
+    uint32_t duplicates;
+    uint32_t late;
+    uint32_t refused;
+} ff_ingest_result;
+
+/*
+ * Admits a batch of events: validates each, refuses (future, too_old, late with
+ * late_reject, unknown_dpu, invalid), detects duplicates (also within the batch),
+ * appends the accepted ones to the log as one record, then counts them. outcome (may
+ * be NULL) receives one enum ff_outcome per event. Returns 0, or a negative error when
+ * the log cannot be written (-ENOSPC, -EIO): then nothing of the batch was taken.
+ * No allocation per event in the steady state.
+ */
+int ff_engine_ingest(ff_engine *e, const ff_event *ev, size_t n, uint8_t *outcome,
+                     ff_ingest_result *res);
+
+/*
+ * Time passes: applies the idle advance of H (no event accepted for settle_delay of
+ * wall-clock time moves H up to the largest accepted ts; logged) and moves rows that
+ * became settled out of the pending rings. Bounded work; call it from a timer.
+ */
+void ff_engine_tick(ff_engine *e);
+
+/* Durability (see the top of this file). */
+uint64_t ff_engine_written(const ff_engine *e);
+uint64_t ff_engine_durable(const ff_engine *e);
+int ff_engine_sync(ff_engine *e);
+
+/* ---- Queries --------------------------------------------------------------------- */
+
+int64_t ff_engine_horizon(const ff_engine *e); /* H; FF_TS_MIN before any event */
+
+typedef struct ff_count {
+    int64_t at;        /* the T asked, or the latest event's ts (FF_TS_MIN if none) */
+    int64_t occupancy;
+    bool settled;      /* at <= H */
+    uint64_t revision;
+} ff_count;
+
+/* Occupancy of a space at T (events with ts <= T), O(log n); has_at false: latest.
+ * FF_ENOTFOUND for an unknown space. */
+int ff_engine_count(const ff_engine *e, uint32_t space_id, bool has_at, int64_t at,
+                    ff_count *out);
+
+typedef struct ff_bucket {
+    int64_t start, end;
+    int64_t occupancy_start; /* fold of events with ts < start */
+    int64_t occupancy_end;   /* fold of events with ts < end */
+    int64_t min, max;        /* over occupancy_start and every value reached inside */
+    uint64_t entrances;      /* events with positive delta inside */
+    uint64_t exits;          /* events with negative delta inside */
+    bool settled;            /* end <= H */
+} ff_bucket;
+
+#define FF_MAX_BUCKETS 10000
+
+/*
+ * Buckets [b, b+interval) from start up to end (the last one ends at end). Errors:
+ * FF_ENOTFOUND, FF_EINVAL (interval <= 0, end <= start), FF_ETOOBIG (more than
+ * FF_MAX_BUCKETS). out must hold FF_MAX_BUCKETS; *n receives the count.
+ */
+int ff_engine_counts(const ff_engine *e, uint32_t space_id, int64_t start, int64_t end,
+                     int64_t interval, ff_bucket *out, size_t *n, uint64_t *revision);
+
+/* One occupancy row: an event of a space with the occupancy after it. */
+typedef struct ff_occ_row {
+    int64_t ts;
+    uint32_t dpu_id;
+    uint16_t seq;
+    int8_t direction;
+    int8_t delta;
+    int64_t occupancy;
+    bool settled;
+} ff_occ_row;
+
+/* A position in a space's canonical order, for cursors: rows strictly after it. */
+typedef struct ff_row_key {
+    int64_t ts;
+    uint32_t dpu_id;
+    uint16_t seq;
+    int8_t direction;
+} ff_row_key;
+
+typedef int (*ff_row_cb)(void *ctx, const ff_occ_row *r);
+/*
+ * Calls cb for the rows of a space with start <= ts < end in canonical order, starting
+ * after *after when it is not NULL, until cb returns non-zero (which is returned) or the
+ * rows run out (0). FF_ENOTFOUND for an unknown space.
+ */
+int ff_engine_rows(const ff_engine *e, uint32_t space_id, int64_t start, int64_t end,
+                   const ff_row_key *after, ff_row_cb cb, void *ctx);
+
+typedef int (*ff_event_cb)(void *ctx, const ff_event *ev);
+/* Calls cb for the accepted events of a DPU with start <= ts < end, in (ts, seq,
+ * direction) order. FF_ENOTFOUND for an unknown DPU. */
+int ff_engine_dpu_events(const ff_engine *e, uint32_t dpu_id, int64_t start, int64_t end,
+                         ff_event_cb cb, void *ctx);
+
+/* ---- Statistics ------------------------------------------------------------------ */
+
+typedef struct ff_engine_stats {
+    uint64_t outcomes[FF_OUT__COUNT]; /* events by outcome since start */
+    uint64_t pending_rows;            /* rows with ts > H, all spaces */
+    uint64_t settled_rows;            /* rows with ts <= H (in memory in this version) */
+    int64_t horizon;                  /* H */
+    int64_t max_ts;                   /* largest accepted ts, FF_TS_MIN if none */
+    uint64_t log_bytes;
+    uint32_t log_files;
+    uint64_t segments_sealed;         /* 0 until segments exist */
+    size_t pending_row_bytes;         /* sizeof one pending row */
+} ff_engine_stats;
+
+void ff_engine_stats_get(const ff_engine *e, ff_engine_stats *out);
+
+/* Checks every invariant (canonical order, folds, ring bookkeeping); panics on a broken
+ * one. For tests and debug builds: O(total rows). */
+void ff_engine_check(const ff_engine *e);
+
+#endif /* FF_ENGINE_H */

@@ -1,0 +1,100 @@
+/*
+ * log.h -- the durable record of footfall: a memory-mapped, preallocated, append-only
+ * log of checksummed records in a directory of numbered files.
+ *
+ * (The file format -- byte offsets, when a record is valid, how recovery scans -- is
+ * specified in the opening comment of storage/log.c.)
+ *
+ * The log knows record types and bytes, not occupancy rules: the engine decides what a
+ * payload means. Types in use:
+ *
+ *   FF_LOG_EVENTS   payload = n * sizeof(ff_event), the accepted events of one batch,
+ *                   with FF_EVF_* flags in ff_event.reserved.
+ *   FF_LOG_TOPO     payload = one engine-encoded topology operation.
+ *   FF_LOG_HORIZON  payload = one int64 little-endian horizon value (idle advance).
+ *
+ * Positions. Every record has a log sequence number (LSN): the byte position of its
+ * end in the never-ending concatenation of all log files. ff_log_written() is the LSN
+ * of the last appended record, ff_log_durable() the LSN up to which everything is on
+ * stable storage. An ack for a record at LSN x may be released once durable >= x.
+ *
+ * Threads: none. One ff_log is used by one thread.
+ */
+#ifndef FF_STORAGE_LOG_H
+#define FF_STORAGE_LOG_H
+
+#include "engine/ff.h"
+
+enum ff_log_type {
+    FF_LOG_EVENTS = 1,
+    FF_LOG_TOPO = 2,
+    FF_LOG_HORIZON = 3,
+};
+
+/* Largest payload one record may carry (a 4096-event frame is 64 KiB). */
+#define FF_LOG_MAX_PAYLOAD (1u << 20)
+
+typedef struct ff_log ff_log;
+
+typedef struct ff_log_opts {
+    size_t file_bytes; /* preallocated size of each log file; 0 = default 64 MiB */
+} ff_log_opts;
+
+/* What recovery found. Filled by ff_log_open(). */
+typedef struct ff_log_recovery {
+    uint32_t files;          /* log files scanned */
+    uint64_t records;        /* valid records replayed */
+    uint64_t bytes;          /* bytes of valid records */
+    uint64_t cut_bytes;      /* non-zero bytes after the last valid record that were cut */
+    int64_t cut_offset;      /* offset in cut_file where the cut began, -1 if nothing cut */
+    char cut_file[256];      /* file name (inside the directory) of the cut, "" if none */
+    char cut_reason[128];    /* "checksum mismatch", "bad length", ... */
+} ff_log_recovery;
+
+/*
+ * Called for each valid record in log order during ff_log_open(). `payload` is valid
+ * only during the call. A non-zero return stops the replay and ff_log_open() returns it.
+ */
+typedef int (*ff_log_replay_cb)(void *ctx, int type, const void *payload, uint32_t len,
+                                uint64_t lsn);
+
+/*
+ * Opens (creating if needed) the log in directory `dir` (created if missing), replays
+ * every valid record through cb (may be NULL), cuts a torn or corrupt tail of the last
+ * file (zeroing it durably so it can never reappear) and reports the cut in *rep (may be
+ * NULL). Corruption inside a file that is not the last one is not a tail: the open fails
+ * with FF_ECORRUPT and the message in rep->cut_reason names file and offset.
+ * On success *out owns the log until ff_log_close().
+ */
+int ff_log_open(ff_log **out, const char *dir, const ff_log_opts *opts, ff_log_replay_cb cb,
+                void *ctx, ff_log_recovery *rep);
+
+/*
+ * Reserves room for a record of `len` payload bytes and returns a pointer into the
+ * mapping where the caller writes the payload; nothing is visible to recovery until
+ * ff_log_commit(). Rotates to a new file when the current one cannot hold the record.
+ * Returns NULL with *err set (-ENOSPC, -EIO, FF_ETOOBIG) on failure. The pointer is
+ * valid until ff_log_commit() or the next ff_log_reserve().
+ */
+void *ff_log_reserve(ff_log *log, int type, uint32_t len, int *err);
+/* Seals the reserved record (checksum); returns its LSN. */
+uint64_t ff_log_commit(ff_log *log);
+/* Reserve + copy + commit in one call. Returns 0 and *lsn, or a negative error. */
+int ff_log_append(ff_log *log, int type, const void *payload, uint32_t len, uint64_t *lsn);
+
+/*
+ * Makes every committed record durable (msync of the dirty range, and of any file
+ * rotated away since the last sync). Cheap when nothing is dirty. Returns 0 or -errno;
+ * after a failure nothing new is reported durable.
+ */
+int ff_log_sync(ff_log *log);
+
+uint64_t ff_log_written(const ff_log *log);  /* LSN of the last committed record */
+uint64_t ff_log_durable(const ff_log *log);  /* everything <= this LSN is durable */
+uint64_t ff_log_disk_bytes(const ff_log *log); /* bytes the log files take on disk */
+uint32_t ff_log_files(const ff_log *log);    /* number of log files */
+
+/* Syncs and closes; frees log. */
+int ff_log_close(ff_log *log);
+
+#endif /* FF_STORAGE_LOG_H */
