@@ -70,15 +70,19 @@ int ff_log_open(ff_log **out, const char *dir, const ff_log_opts *opts, ff_log_r
                 void *ctx, ff_log_recovery *rep);
 
 /*
- * Reserves room for a record of `len` payload bytes and returns a pointer into the
- * mapping where the caller writes the payload; nothing is visible to recovery until
+ * Reserves room for a record of at most `len` payload bytes and returns a pointer into
+ * the mapping where the caller writes the payload; nothing is visible to recovery until
  * ff_log_commit(). Rotates to a new file when the current one cannot hold the record.
  * Returns NULL with *err set (-ENOSPC, -EIO, FF_ETOOBIG) on failure. The pointer is
- * valid until ff_log_commit() or the next ff_log_reserve().
+ * valid until ff_log_commit(). At most one reservation is open at a time.
  */
 void *ff_log_reserve(ff_log *log, int type, uint32_t len, int *err);
-/* Seals the reserved record (checksum); returns its LSN. */
-uint64_t ff_log_commit(ff_log *log);
+/*
+ * Seals the open reservation with its final payload length (<= the reserved length):
+ * writes the header and checksum and returns the record's LSN. A len of 0 abandons the
+ * reservation: nothing is written and the current ff_log_written() is returned.
+ */
+uint64_t ff_log_commit(ff_log *log, uint32_t len);
 /* Reserve + copy + commit in one call. Returns 0 and *lsn, or a negative error. */
 int ff_log_append(ff_log *log, int type, const void *payload, uint32_t len, uint64_t *lsn);
 
