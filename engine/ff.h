@@ -58,9 +58,9 @@ _Static_assert(sizeof(ff_event) == 16, "ff_event is the 16-byte wire record");
     X(TOOOLD, -20005, "event is older than the horizon minus max lateness")                \
     X(FUTURE, -20006, "event is too far in the future")                                    \
     X(CONFLICT, -20007, "conflicts with existing state")                                   \
-    X(EXISTS, -20008, "already exists")                                                    \
+    X(EXIST, -20008, "already exists")                                                    \
     X(NOTFOUND, -20009, "no such id")                                                      \
-    X(INVALID, -20010, "invalid value")                                                    \
+    X(INVAL, -20010, "invalid value")                                                    \
     X(REF, -20011, "refers to an unknown id")                                              \
     X(OVERLOAD, -20012, "overloaded, retry later")                                         \
     X(ARCHIVED, -20013, "range is archived")                                               \
@@ -72,6 +72,9 @@ enum {
     FF_ERRNO_MAP(FF__ERR_ENUM)
 #undef FF__ERR_ENUM
 };
+/* Older spellings, kept so no caller breaks. */
+#define FF_EEXISTS FF_EEXIST
+#define FF_EINVALID FF_EINVAL
 
 /* The message for err (an FF_E* code or a -errno); never NULL, static storage. */
 const char *ff_strerror(int err);
