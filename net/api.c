@@ -1,0 +1,1161 @@
+/*
+ * api.c -- the HTTP API of SPEC §4 as pure request -> reply functions.
+ *
+ * http.c turns an MHD request into an ff_api_req (method, path, argument and header
+ * look-ups, the whole body) and sends back the ff_api_reply this file fills. Nothing
+ * here touches a socket, so every route can be driven from a test.
+ *
+ * Answers on the hot paths (count, counts, occupancy rows, lists) are written by hand
+ * into an ff_buf; request bodies are parsed with jansson. Errors are RFC 9457 problem
+ * documents with a stable `type` URN per kind of problem. Every request that changes
+ * state (POST, PUT, DELETE) needs the bearer token when the server has one, and its
+ * answer waits until the change is durable (reply->wait_durable).
+ */
+#include "net/csv.h"
+#include "net/server_int.h"
+#include "net/timefmt.h"
+
+#include <jansson.h>
+#include <string.h>
+#include <strings.h>
+
+#define EVENTS_CHUNK       4096
+#define ROWS_DEFAULT_LIMIT 1000
+#define ROWS_MAX_LIMIT     10000
+
+/* ---- Replies ----------------------------------------------------------------------- */
+
+static void problem(ff_api_reply *r, unsigned status, const char *slug, const char *title,
+                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void problem(ff_api_reply *r, unsigned status, const char *slug, const char *title,
+                    const char *fmt, ...)
+{
+    char detail[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    ff_buf_reset(&r->body);
+    r->status = status;
+    r->content_type = "application/problem+json";
+    r->wait_durable = false;
+    ff_buf_adds(&r->body, "{\"type\":\"urn:footfall:problem:");
+    ff_buf_adds(&r->body, slug);
+    ff_buf_adds(&r->body, "\",\"title\":");
+    ff_json_str(&r->body, title);
+    ff_buf_addf(&r->body, ",\"status\":%u,\"detail\":", status);
+    ff_json_str(&r->body, detail);
+    ff_buf_adds(&r->body, "}");
+}
+
+#define BAD_REQUEST(r, ...) problem(r, 400, "bad-request", "Bad Request", __VA_ARGS__)
+#define NOT_FOUND(r, ...)   problem(r, 404, "not-found", "Not Found", __VA_ARGS__)
+#define CONFLICT(r, ...)    problem(r, 409, "conflict", "Conflict", __VA_ARGS__)
+
+/* Maps an engine error to its HTTP problem. */
+static void engine_problem(ff_api_reply *r, int err, const char *what)
+{
+    switch (err) {
+    case FF_ENOTFOUND:
+        NOT_FOUND(r, "%s: %s", what, ff_strerror(err));
+        break;
+    case FF_EEXIST:
+    case FF_ECONFLICT:
+        CONFLICT(r, "%s: %s", what, ff_strerror(err));
+        break;
+    case FF_EOVERLOAD:
+        problem(r, 503, "overloaded", "Service Unavailable", "%s: %s", what, ff_strerror(err));
+        break;
+    case FF_EARCHIVED:
+        problem(r, 410, "archived", "Gone", "%s: %s", what, ff_strerror(err));
+        break;
+    case FF_EINVAL:
+    case FF_EREF:
+    case FF_ETOOBIG:
+    case FF_EFORMAT:
+        BAD_REQUEST(r, "%s: %s", what, ff_strerror(err));
+        break;
+    default:
+        problem(r, 500, "internal", "Internal Server Error", "%s: %s", what, ff_strerror(err));
+    }
+}
+
+static const char *status_word(bool settled)
+{
+    return settled ? "settled" : "pending";
+}
+
+/* ---- Arguments --------------------------------------------------------------------- */
+
+static bool parse_u32(const char *s, size_t n, uint32_t *out)
+{
+    if (n == 0 || n > 10) return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return false;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (v == 0 || v > UINT32_MAX) return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+/* Reads time argument `name`; false (with a 400 written) when present but bad or
+ * required and missing. */
+static bool time_arg(const ff_api_req *q, ff_api_reply *r, const char *name, bool required,
+                     int64_t *out, bool *present)
+{
+    const char *v = q->arg(q->ctx, name);
+    if (present) *present = v != NULL && v[0] != '\0';
+    if (v == NULL || v[0] == '\0') {
+        if (required) BAD_REQUEST(r, "query parameter '%s' is required (RFC 3339 time)", name);
+        return !required;
+    }
+    if (ff_time_parse(v, strlen(v), out) < 0) {
+        BAD_REQUEST(r, "query parameter '%s': '%s' is not an RFC 3339 time", name, v);
+        return false;
+    }
+    return true;
+}
+
+/* ---- JSON writers for topology ----------------------------------------------------- */
+
+static void json_opt_id(ff_buf *b, uint32_t id)
+{
+    if (id)
+        ff_buf_addu(b, id);
+    else
+        ff_buf_adds(b, "null");
+}
+
+static void write_space(ff_buf *b, const ff_space_info *s)
+{
+    ff_buf_adds(b, "{\"id\":");
+    ff_buf_addu(b, s->def.id);
+    ff_buf_adds(b, ",\"name\":");
+    ff_json_str(b, s->def.name);
+    ff_buf_adds(b, ",\"capacity\":");
+    if (s->def.has_capacity)
+        ff_buf_addi(b, s->def.capacity);
+    else
+        ff_buf_adds(b, "null");
+    ff_buf_adds(b, s->def.clamp_at_zero ? ",\"clamp_at_zero\":true" : ",\"clamp_at_zero\":false");
+    ff_buf_adds(b, ",\"occupancy\":");
+    ff_buf_addi(b, s->occupancy);
+    ff_buf_adds(b, ",\"at\":");
+    ff_json_time(b, s->latest_ts);
+    ff_buf_addf(b, ",\"status\":\"%s\",\"revision\":", status_word(s->settled));
+    ff_buf_addu(b, s->revision);
+    ff_buf_adds(b, "}");
+}
+
+static void write_doorway(ff_buf *b, const ff_doorway_def *d)
+{
+    ff_buf_adds(b, "{\"id\":");
+    ff_buf_addu(b, d->id);
+    ff_buf_adds(b, ",\"name\":");
+    ff_json_str(b, d->name);
+    ff_buf_adds(b, "}");
+}
+
+static void write_assignment(ff_buf *b, const ff_assignment *a)
+{
+    ff_buf_adds(b, "{\"doorway_id\":");
+    json_opt_id(b, a->doorway_id);
+    ff_buf_adds(b, ",\"entry_space_id\":");
+    json_opt_id(b, a->entry_space_id);
+    ff_buf_adds(b, ",\"exit_space_id\":");
+    json_opt_id(b, a->exit_space_id);
+    ff_buf_adds(b, ",\"effective_from\":");
+    ff_json_time(b, a->effective_from);
+    ff_buf_adds(b, "}");
+}
+
+static void write_dpu(ff_buf *b, uint32_t id, const ff_assignment *v, size_t n)
+{
+    ff_buf_adds(b, "{\"id\":");
+    ff_buf_addu(b, id);
+    if (n) {
+        const ff_assignment *cur = &v[n - 1];
+        ff_buf_adds(b, ",\"doorway_id\":");
+        json_opt_id(b, cur->doorway_id);
+        ff_buf_adds(b, ",\"entry_space_id\":");
+        json_opt_id(b, cur->entry_space_id);
+        ff_buf_adds(b, ",\"exit_space_id\":");
+        json_opt_id(b, cur->exit_space_id);
+    }
+    ff_buf_adds(b, ",\"assignments\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i) ff_buf_adds(b, ",");
+        write_assignment(b, &v[i]);
+    }
+    ff_buf_adds(b, "]}");
+}
+
+typedef struct list_ctx {
+    ff_buf *b;
+    size_t n;
+    const char *name; /* ?name= filter */
+} list_ctx;
+
+static int list_space(void *ctx, const ff_space_info *s)
+{
+    list_ctx *l = ctx;
+    if (l->name && strcmp(l->name, s->def.name) != 0) return 0;
+    if (l->n++) ff_buf_adds(l->b, ",");
+    write_space(l->b, s);
+    return 0;
+}
+
+static int list_doorway(void *ctx, const ff_doorway_def *d)
+{
+    list_ctx *l = ctx;
+    if (l->name && strcmp(l->name, d->name) != 0) return 0;
+    if (l->n++) ff_buf_adds(l->b, ",");
+    write_doorway(l->b, d);
+    return 0;
+}
+
+static int list_dpu(void *ctx, uint32_t id, const ff_assignment *v, size_t n)
+{
+    list_ctx *l = ctx;
+    if (l->n++) ff_buf_adds(l->b, ",");
+    write_dpu(l->b, id, v, n);
+    return 0;
+}
+
+/* ---- JSON bodies ------------------------------------------------------------------- */
+
+static json_t *parse_body(const ff_api_req *q, ff_api_reply *r)
+{
+    json_error_t e;
+    json_t *j = json_loadb(q->body, q->body_len, JSON_REJECT_DUPLICATES, &e);
+    if (j == NULL)
+        BAD_REQUEST(r, "invalid JSON at line %d column %d: %s", e.line, e.column, e.text);
+    return j;
+}
+
+/* Reads an optional id field: absent or null -> 0. false on a bad value. */
+static bool json_id(json_t *o, const char *key, uint32_t *out, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(o, key);
+    *out = 0;
+    if (v == NULL || json_is_null(v)) return true;
+    if (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > UINT32_MAX) {
+        snprintf(err, errlen, "'%s' must be an integer from 1 to 4294967295", key);
+        return false;
+    }
+    *out = (uint32_t)json_integer_value(v);
+    return true;
+}
+
+static bool json_name(json_t *o, char out[FF_NAME_MAX + 1], char *err, size_t errlen)
+{
+    json_t *v = json_object_get(o, "name");
+    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > FF_NAME_MAX) {
+        snprintf(err, errlen, "'name' must be a string of 1 to %d bytes", FF_NAME_MAX);
+        return false;
+    }
+    memcpy(out, json_string_value(v), json_string_length(v) + 1);
+    return true;
+}
+
+static bool json_space(json_t *o, uint32_t id, ff_space_def *d, char *err, size_t errlen)
+{
+    memset(d, 0, sizeof(*d));
+    if (!json_is_object(o)) return snprintf(err, errlen, "a space must be a JSON object"), false;
+    if (id == 0 && !json_id(o, "id", &id, err, errlen)) return false;
+    d->id = id;
+    if (!json_name(o, d->name, err, errlen)) return false;
+    json_t *cap = json_object_get(o, "capacity");
+    if (cap && !json_is_null(cap)) {
+        if (!json_is_integer(cap) || json_integer_value(cap) < 0)
+            return snprintf(err, errlen, "'capacity' must be an integer >= 0"), false;
+        d->has_capacity = true;
+        d->capacity = json_integer_value(cap);
+    }
+    json_t *cl = json_object_get(o, "clamp_at_zero");
+    if (cl && !json_is_null(cl)) {
+        if (!json_is_boolean(cl))
+            return snprintf(err, errlen, "'clamp_at_zero' must be true or false"), false;
+        d->clamp_at_zero = json_is_true(cl);
+    }
+    return true;
+}
+
+static bool json_doorway(json_t *o, uint32_t id, ff_doorway_def *d, char *err, size_t errlen)
+{
+    memset(d, 0, sizeof(*d));
+    if (!json_is_object(o)) return snprintf(err, errlen, "a doorway must be a JSON object"), false;
+    if (id == 0 && !json_id(o, "id", &id, err, errlen)) return false;
+    d->id = id;
+    return json_name(o, d->name, err, errlen);
+}
+
+static bool json_assignment(json_t *o, ff_assignment *a, bool *has_from, char *err, size_t errlen)
+{
+    memset(a, 0, sizeof(*a));
+    if (!json_is_object(o))
+        return snprintf(err, errlen, "an assignment must be a JSON object"), false;
+    if (!json_id(o, "doorway_id", &a->doorway_id, err, errlen) ||
+        !json_id(o, "entry_space_id", &a->entry_space_id, err, errlen) ||
+        !json_id(o, "exit_space_id", &a->exit_space_id, err, errlen))
+        return false;
+    json_t *f = json_object_get(o, "effective_from");
+    *has_from = f && !json_is_null(f);
+    a->effective_from = FF_TS_MIN;
+    if (*has_from &&
+        (!json_is_string(f) ||
+         ff_time_parse(json_string_value(f), json_string_length(f), &a->effective_from) < 0))
+        return snprintf(err, errlen, "'effective_from' must be an RFC 3339 time"), false;
+    return true;
+}
+
+/* ---- Topology document ------------------------------------------------------------- */
+
+/* Applies item i of array `key`; 0, or an error with err and *status filled. */
+static int apply_item(ff_engine *e, const char *key, json_t *it, char *why, size_t whylen)
+{
+    uint32_t id = 0;
+    if (strcmp(key, "spaces") == 0) {
+        ff_space_def s;
+        if (!json_space(it, 0, &s, why, whylen)) return FF_EFORMAT;
+        if (s.id == 0) return snprintf(why, whylen, "'id' is required"), FF_EFORMAT;
+        return ff_engine_space_put(e, &s, NULL);
+    }
+    if (strcmp(key, "doorways") == 0) {
+        ff_doorway_def d;
+        if (!json_doorway(it, 0, &d, why, whylen)) return FF_EFORMAT;
+        if (d.id == 0) return snprintf(why, whylen, "'id' is required"), FF_EFORMAT;
+        return ff_engine_doorway_put(e, &d, NULL);
+    }
+    ff_assignment a;
+    bool has_from;
+    if (!json_is_object(it))
+        return snprintf(why, whylen, "a DPU must be a JSON object"), FF_EFORMAT;
+    if (!json_id(it, "id", &id, why, whylen)) return FF_EFORMAT;
+    if (id == 0) return snprintf(why, whylen, "'id' is required"), FF_EFORMAT;
+    if (!json_assignment(it, &a, &has_from, why, whylen)) return FF_EFORMAT;
+    return ff_engine_dpu_assign(e, id, &a, has_from, NULL);
+}
+
+static int status_of(int rc)
+{
+    return rc == FF_EEXIST || rc == FF_ECONFLICT ? 409 : rc == FF_ENOTFOUND ? 404 : 400;
+}
+
+int ff__api_apply_topology(ff_engine *e, const char *json, size_t len, char *err, size_t errlen,
+                           int *status)
+{
+    json_error_t je;
+    json_t *doc = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
+    *status = 400;
+    if (doc == NULL) {
+        snprintf(err, errlen, "invalid JSON at line %d column %d: %s", je.line, je.column, je.text);
+        return FF_EFORMAT;
+    }
+    int rc = 0;
+    if (!json_is_object(doc)) {
+        snprintf(err, errlen, "a topology document is a JSON object with spaces, doorways, dpus");
+        rc = FF_EFORMAT;
+    }
+    static const char *const keys[3] = {"spaces", "doorways", "dpus"};
+    for (int k = 0; k < 3 && rc == 0; k++) {
+        json_t *arr = json_object_get(doc, keys[k]), *it;
+        size_t i;
+        if (arr == NULL) continue;
+        if (!json_is_array(arr)) {
+            snprintf(err, errlen, "'%s' must be an array", keys[k]);
+            rc = FF_EFORMAT;
+            break;
+        }
+        json_array_foreach(arr, i, it)
+        {
+            char why[256] = "";
+            rc = apply_item(e, keys[k], it, why, sizeof(why));
+            if (rc == 0) continue;
+            snprintf(err, errlen, "%s[%zu]: %s", keys[k], i, why[0] ? why : ff_strerror(rc));
+            *status = status_of(rc);
+            break;
+        }
+    }
+    json_decref(doc);
+    if (rc == 0) *status = 200;
+    return rc;
+}
+
+/* ---- Events ------------------------------------------------------------------------ */
+
+/* Events of one request with where each came from, admitted in chunks. */
+typedef struct refusal {
+    uint32_t index; /* item index in the request */
+    uint64_t line;  /* CSV line, 0 for JSON */
+    char reason[96];
+} refusal;
+
+typedef struct ev_batch {
+    ff_event *ev;
+    uint32_t *index;
+    uint64_t *line;
+    size_t n, cap;
+    refusal *refused;
+    size_t nrefused, refcap;
+    ff_ingest_result total;
+} ev_batch;
+
+static void batch_refuse(ev_batch *b, uint32_t index, uint64_t line, const char *reason)
+{
+    b->refused = ff_xgrow(b->refused, &b->refcap, b->nrefused + 1, sizeof(*b->refused));
+    refusal *f = &b->refused[b->nrefused++];
+    f->index = index;
+    f->line = line;
+    snprintf(f->reason, sizeof(f->reason), "%s", reason);
+}
+
+static int refusal_cmp(const void *a, const void *b)
+{
+    const refusal *x = a, *y = b;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+static void write_refused(ff_buf *out, ev_batch *b)
+{
+    qsort(b->refused, b->nrefused, sizeof(*b->refused), refusal_cmp);
+    for (size_t i = 0; i < b->nrefused; i++) {
+        refusal *f = &b->refused[i];
+        if (i) ff_buf_adds(out, ",");
+        ff_buf_adds(out, "{\"index\":");
+        ff_buf_addu(out, f->index);
+        if (f->line) {
+            ff_buf_adds(out, ",\"line\":");
+            ff_buf_addu(out, f->line);
+        }
+        ff_buf_adds(out, ",\"reason\":");
+        ff_json_str(out, f->reason);
+        ff_buf_adds(out, "}");
+    }
+}
+
+static void batch_push(ev_batch *b, const ff_event *ev, uint32_t index, uint64_t line)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap;
+        b->ev = ff_xgrow(b->ev, &cap, b->n + 1, sizeof(*b->ev));
+        b->index = ff_xrealloc(b->index, cap * sizeof(*b->index));
+        b->line = ff_xrealloc(b->line, cap * sizeof(*b->line));
+        b->cap = cap;
+    }
+    b->ev[b->n] = *ev;
+    b->index[b->n] = index;
+    b->line[b->n] = line;
+    b->n++;
+}
+
+static void batch_release(ev_batch *b)
+{
+    free(b->ev);
+    free(b->index);
+    free(b->line);
+    free(b->refused);
+}
+
+/* Admits everything collected, in chunks of one log record each. */
+static int batch_ingest(ff_server *s, ev_batch *b)
+{
+    uint8_t outcome[EVENTS_CHUNK];
+    for (size_t off = 0; off < b->n; off += EVENTS_CHUNK) {
+        size_t n = b->n - off < EVENTS_CHUNK ? b->n - off : EVENTS_CHUNK;
+        ff_ingest_result r;
+        int rc = ff_engine_ingest(s->eng, b->ev + off, n, outcome, &r);
+        if (rc < 0) return rc;
+        b->total.accepted += r.accepted;
+        b->total.duplicates += r.duplicates;
+        b->total.late += r.late;
+        b->total.refused += r.refused;
+        for (size_t i = 0; i < n && r.refused; i++) {
+            const char *why = ff_outcome_reason(outcome[i]);
+            if (why) batch_refuse(b, b->index[off + i], b->line[off + i], why);
+        }
+    }
+    s->m.http_events += b->n;
+    return 0;
+}
+
+static const char *json_event(json_t *o, ff_event *ev)
+{
+    memset(ev, 0, sizeof(*ev));
+    if (!json_is_object(o)) return "invalid: an event must be a JSON object";
+    json_t *id = json_object_get(o, "dpu_id"), *ts = json_object_get(o, "timestamp");
+    json_t *dir = json_object_get(o, "direction"), *seq = json_object_get(o, "seq");
+    if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) > UINT32_MAX)
+        return "invalid: 'dpu_id' must be an integer from 0 to 4294967295";
+    if (!json_is_string(ts) ||
+        ff_time_parse(json_string_value(ts), json_string_length(ts), &ev->ts) < 0)
+        return "invalid: 'timestamp' must be an RFC 3339 time";
+    if (!json_is_integer(dir) || (json_integer_value(dir) != 1 && json_integer_value(dir) != -1))
+        return "invalid: 'direction' must be 1 or -1";
+    if (seq && !json_is_null(seq) &&
+        (!json_is_integer(seq) || json_integer_value(seq) < 0 || json_integer_value(seq) > 65535))
+        return "invalid: 'seq' must be an integer from 0 to 65535";
+    ev->dpu_id = (uint32_t)json_integer_value(id);
+    ev->direction = (int8_t)json_integer_value(dir);
+    ev->seq = seq && json_is_integer(seq) ? (uint16_t)json_integer_value(seq) : 0;
+    return NULL;
+}
+
+static bool collect_json(const ff_api_req *q, ff_api_reply *r, ev_batch *b)
+{
+    json_t *doc = parse_body(q, r), *it;
+    if (doc == NULL) return false;
+    if (!json_is_array(doc) && !json_is_object(doc)) {
+        json_decref(doc);
+        BAD_REQUEST(r, "events must be a JSON object or an array of objects");
+        return false;
+    }
+    size_t i;
+    ff_event ev;
+    if (json_is_object(doc)) {
+        const char *why = json_event(doc, &ev);
+        if (why)
+            batch_refuse(b, 0, 0, why);
+        else
+            batch_push(b, &ev, 0, 0);
+    } else {
+        json_array_foreach(doc, i, it)
+        {
+            const char *why = json_event(it, &ev);
+            if (why)
+                batch_refuse(b, (uint32_t)i, 0, why);
+            else
+                batch_push(b, &ev, (uint32_t)i, 0);
+        }
+    }
+    json_decref(doc);
+    return true;
+}
+
+typedef struct csv_ctx {
+    ev_batch *b;
+    uint32_t row;
+} csv_ctx;
+
+static int csv_row(void *ctx, uint64_t line, const ff_event *ev, const char *reason)
+{
+    csv_ctx *c = ctx;
+    char why[160];
+    if (ev) {
+        batch_push(c->b, ev, c->row++, line);
+    } else {
+        snprintf(why, sizeof(why), "malformed: %s", reason);
+        batch_refuse(c->b, c->row++, line, why);
+    }
+    return 0;
+}
+
+static bool collect_csv(const ff_api_req *q, ff_api_reply *r, ev_batch *b)
+{
+    char err[256];
+    csv_ctx c = {.b = b};
+    if (ff_csv_parse(q->body, q->body_len, csv_row, &c, err, sizeof(err)) < 0) {
+        BAD_REQUEST(r, "CSV: %s", err);
+        return false;
+    }
+    return true;
+}
+
+static void post_events(ff_server *s, const ff_api_req *q, ff_api_reply *r)
+{
+    ev_batch b;
+    memset(&b, 0, sizeof(b));
+    const char *ct = q->header(q->ctx, "Content-Type");
+    bool csv = ct && strncasecmp(ct, "text/csv", 8) == 0;
+    if (!(csv ? collect_csv(q, r, &b) : collect_json(q, r, &b))) goto out;
+    b.total.refused += (uint32_t)b.nrefused;
+    int rc = batch_ingest(s, &b);
+    if (rc < 0) {
+        problem(r, 503, "overloaded", "Service Unavailable", "the log cannot take events: %s",
+                ff_strerror(rc));
+        goto out;
+    }
+    ff_buf_addf(&r->body, "{\"accepted\":%u,\"duplicates\":%u,\"late\":%u,\"refused\":[",
+                b.total.accepted, b.total.duplicates, b.total.late);
+    write_refused(&r->body, &b);
+    ff_buf_adds(&r->body, "]}");
+    r->wait_durable = true;
+out:
+    batch_release(&b);
+}
+
+/* ---- Topology routes --------------------------------------------------------------- */
+
+static void space_reply(ff_server *s, ff_api_reply *r, uint32_t id)
+{
+    ff_space_info info;
+    if (ff_engine_space_get(s->eng, id, &info) < 0) {
+        NOT_FOUND(r, "no space with id %u", id);
+        return;
+    }
+    write_space(&r->body, &info);
+}
+
+static void doorway_reply(ff_server *s, ff_api_reply *r, uint32_t id)
+{
+    ff_doorway_def d;
+    if (ff_engine_doorway_get(s->eng, id, &d) < 0) {
+        NOT_FOUND(r, "no doorway with id %u", id);
+        return;
+    }
+    write_doorway(&r->body, &d);
+}
+
+/* PUT /v1/{spaces|doorways}/{id} (id != 0) or POST to the collection (id == 0). */
+static void put_named(ff_server *s, const ff_api_req *q, ff_api_reply *r, bool space, uint32_t id)
+{
+    char why[256];
+    json_t *o = parse_body(q, r);
+    if (o == NULL) return;
+    ff_space_def sd;
+    ff_doorway_def dd;
+    bool ok = space ? json_space(o, id, &sd, why, sizeof(why))
+                    : json_doorway(o, id, &dd, why, sizeof(why));
+    json_decref(o);
+    if (!ok) {
+        BAD_REQUEST(r, "%s", why);
+        return;
+    }
+    uint32_t *pid = space ? &sd.id : &dd.id;
+    bool post = id == 0, created = false;
+    if (post && *pid == 0)
+        *pid = space ? ff_engine_space_next_id(s->eng) : ff_engine_doorway_next_id(s->eng);
+    else if (post && (space ? ff_engine_space_get(s->eng, *pid, &(ff_space_info){0})
+                            : ff_engine_doorway_get(s->eng, *pid, &dd)) == 0) {
+        CONFLICT(r, "a %s with id %u exists already", space ? "space" : "doorway", *pid);
+        return;
+    }
+    int rc = space ? ff_engine_space_put(s->eng, &sd, &created)
+                   : ff_engine_doorway_put(s->eng, &dd, &created);
+    if (rc < 0) {
+        engine_problem(r, rc, space ? "space" : "doorway");
+        return;
+    }
+    if (space)
+        space_reply(s, r, *pid);
+    else
+        doorway_reply(s, r, *pid);
+    r->status = created ? 201 : 200;
+    r->wait_durable = true;
+}
+
+static void delete_named(ff_server *s, ff_api_reply *r, bool space, uint32_t id)
+{
+    int rc = space ? ff_engine_space_delete(s->eng, id) : ff_engine_doorway_delete(s->eng, id);
+    if (rc == FF_ECONFLICT) {
+        CONFLICT(r, "%s %u is still referenced by a DPU assignment", space ? "space" : "doorway",
+                 id);
+        return;
+    }
+    if (rc < 0) {
+        engine_problem(r, rc, space ? "space" : "doorway");
+        return;
+    }
+    r->status = 204;
+    r->wait_durable = true;
+}
+
+static void list_named(ff_server *s, const ff_api_req *q, ff_api_reply *r, bool space)
+{
+    list_ctx l = {.b = &r->body, .name = q->arg(q->ctx, "name")};
+    ff_buf_adds(&r->body, space ? "{\"spaces\":[" : "{\"doorways\":[");
+    if (space)
+        ff_engine_spaces(s->eng, list_space, &l);
+    else
+        ff_engine_doorways(s->eng, list_doorway, &l);
+    ff_buf_adds(&r->body, "]}");
+}
+
+static void dpu_reply(ff_server *s, ff_api_reply *r, uint32_t id, bool versions_only)
+{
+    const ff_assignment *v;
+    size_t n;
+    if (ff_engine_dpu_get(s->eng, id, &v, &n) < 0) {
+        NOT_FOUND(r, "no DPU with id %u", id);
+        return;
+    }
+    if (!versions_only) {
+        write_dpu(&r->body, id, v, n);
+        return;
+    }
+    ff_buf_adds(&r->body, "{\"dpu_id\":");
+    ff_buf_addu(&r->body, id);
+    ff_buf_adds(&r->body, ",\"assignments\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i) ff_buf_adds(&r->body, ",");
+        write_assignment(&r->body, &v[i]);
+    }
+    ff_buf_adds(&r->body, "]}");
+}
+
+static void put_dpu(ff_server *s, const ff_api_req *q, ff_api_reply *r, uint32_t id)
+{
+    char why[256];
+    json_t *o = parse_body(q, r);
+    if (o == NULL) return;
+    ff_assignment a;
+    bool has_from, added = false;
+    bool ok = json_assignment(o, &a, &has_from, why, sizeof(why));
+    json_decref(o);
+    if (!ok) {
+        BAD_REQUEST(r, "%s", why);
+        return;
+    }
+    bool is_new = ff_engine_dpu_get(s->eng, id, &(const ff_assignment *){0}, &(size_t){0}) < 0;
+    int rc = ff_engine_dpu_assign(s->eng, id, &a, has_from, &added);
+    if (rc == FF_ECONFLICT) {
+        CONFLICT(r, "an assignment must take effect after the horizon and after the DPU's "
+                    "latest version (settled history is never rewritten)");
+        return;
+    }
+    if (rc < 0) {
+        engine_problem(r, rc, "assignment");
+        return;
+    }
+    dpu_reply(s, r, id, false);
+    r->status = is_new ? 201 : 200;
+    r->wait_durable = true;
+}
+
+static void put_topology(ff_server *s, const ff_api_req *q, ff_api_reply *r)
+{
+    char err[512];
+    int status;
+    int rc = ff__api_apply_topology(s->eng, q->body, q->body_len, err, sizeof(err), &status);
+    if (rc < 0) {
+        if (status == 409)
+            CONFLICT(r, "%s", err);
+        else if (status == 404)
+            NOT_FOUND(r, "%s", err);
+        else
+            BAD_REQUEST(r, "%s", err);
+        r->wait_durable = true; /* a partly applied document is logged: answer once durable */
+        return;
+    }
+    ff_buf_addf(&r->body, "{\"applied\":true,\"spaces\":%zu,\"dpus\":%zu}",
+                ff_engine_space_count(s->eng), ff_engine_dpu_count(s->eng));
+    r->wait_durable = true;
+}
+
+/* ---- Occupancy routes -------------------------------------------------------------- */
+
+static void get_count(ff_server *s, const ff_api_req *q, ff_api_reply *r, uint32_t id)
+{
+    int64_t at = 0;
+    bool has_at;
+    if (!time_arg(q, r, "at", false, &at, &has_at)) return;
+    ff_count c;
+    ff_space_info info;
+    if (ff_engine_space_get(s->eng, id, &info) < 0 ||
+        ff_engine_count(s->eng, id, has_at, at, &c) < 0) {
+        NOT_FOUND(r, "no space with id %u", id);
+        return;
+    }
+    ff_buf_reserve(&r->body, 256);
+    ff_buf_adds(&r->body, "{\"space_id\":");
+    ff_buf_addu(&r->body, id);
+    ff_buf_adds(&r->body, ",\"name\":");
+    ff_json_str(&r->body, info.def.name);
+    ff_buf_adds(&r->body, ",\"at\":");
+    ff_json_time(&r->body, c.at);
+    ff_buf_adds(&r->body, ",\"occupancy\":");
+    ff_buf_addi(&r->body, c.occupancy);
+    ff_buf_adds(&r->body, c.settled ? ",\"status\":\"settled\",\"revision\":"
+                                    : ",\"status\":\"pending\",\"revision\":");
+    ff_buf_addu(&r->body, c.revision);
+    ff_buf_adds(&r->body, "}");
+}
+
+static void write_bucket(ff_buf *b, const ff_bucket *k)
+{
+    ff_buf_adds(b, "{\"start\":");
+    ff_json_time(b, k->start);
+    ff_buf_adds(b, ",\"end\":");
+    ff_json_time(b, k->end);
+    ff_buf_addf(b,
+                ",\"occupancy_start\":%lld,\"occupancy_end\":%lld,\"min\":%lld,\"max\":%lld,"
+                "\"entrances\":%llu,\"exits\":%llu,\"status\":\"%s\"}",
+                (long long)k->occupancy_start, (long long)k->occupancy_end, (long long)k->min,
+                (long long)k->max, (unsigned long long)k->entrances, (unsigned long long)k->exits,
+                status_word(k->settled));
+}
+
+static void get_counts(ff_server *s, const ff_api_req *q, ff_api_reply *r, uint32_t id)
+{
+    int64_t start, end, interval = 15 * FF_MINUTE;
+    if (!time_arg(q, r, "start", true, &start, NULL) || !time_arg(q, r, "end", true, &end, NULL))
+        return;
+    const char *iv = q->arg(q->ctx, "interval");
+    if (iv && ff_duration_parse(iv, strlen(iv), &interval) < 0) {
+        BAD_REQUEST(r, "query parameter 'interval': '%s' is not a duration like 90s, 15m, 1h, 7d",
+                    iv);
+        return;
+    }
+    if (interval <= 0 || end <= start) {
+        BAD_REQUEST(r, "need start < end and a positive interval");
+        return;
+    }
+    if ((end - start - 1) / interval + 1 > FF_MAX_BUCKETS) {
+        BAD_REQUEST(r, "that is more than %d buckets: use a longer interval or a shorter range",
+                    FF_MAX_BUCKETS);
+        return;
+    }
+    ff_space_info info;
+    if (ff_engine_space_get(s->eng, id, &info) < 0) {
+        NOT_FOUND(r, "no space with id %u", id);
+        return;
+    }
+    ff_bucket *k = ff_xmalloc(sizeof(*k) * FF_MAX_BUCKETS);
+    size_t n;
+    uint64_t rev;
+    int rc = ff_engine_counts(s->eng, id, start, end, interval, k, &n, &rev);
+    if (rc < 0) {
+        engine_problem(r, rc, "counts");
+        free(k);
+        return;
+    }
+    char ivs[FF_TIME_STRLEN];
+    ff_duration_format(interval, ivs);
+    ff_buf_reserve(&r->body, n * 230 + 200);
+    ff_buf_adds(&r->body, "{\"space_id\":");
+    ff_buf_addu(&r->body, id);
+    ff_buf_adds(&r->body, ",\"name\":");
+    ff_json_str(&r->body, info.def.name);
+    ff_buf_addf(&r->body, ",\"interval\":\"%s\",\"revision\":%llu,\"buckets\":[", ivs,
+                (unsigned long long)rev);
+    for (size_t i = 0; i < n; i++) {
+        if (i) ff_buf_adds(&r->body, ",");
+        write_bucket(&r->body, &k[i]);
+    }
+    ff_buf_adds(&r->body, "]}");
+    free(k);
+}
+
+typedef struct rows_ctx {
+    ff_buf *b;
+    size_t n, limit;
+    ff_row_key last;
+    bool more;
+} rows_ctx;
+
+static int row_out(void *ctx, const ff_occ_row *w)
+{
+    rows_ctx *c = ctx;
+    if (c->n == c->limit) {
+        c->more = true;
+        return 1;
+    }
+    if (c->n++) ff_buf_adds(c->b, ",");
+    ff_buf_adds(c->b, "{\"timestamp\":");
+    ff_json_time(c->b, w->ts);
+    ff_buf_addf(c->b,
+                ",\"dpu_id\":%u,\"seq\":%u,\"direction\":%d,\"delta\":%d,\"occupancy\":%lld,"
+                "\"status\":\"%s\"}",
+                w->dpu_id, w->seq, w->direction, w->delta, (long long)w->occupancy,
+                status_word(w->settled));
+    c->last = (ff_row_key){w->ts, w->dpu_id, w->seq, w->direction};
+    return 0;
+}
+
+/* Cursors are opaque to clients: 'r' then the row key in hex. */
+static void cursor_format(char out[48], const ff_row_key *k)
+{
+    snprintf(out, 48, "r%016llx%08x%04x%02x", (unsigned long long)k->ts, k->dpu_id, k->seq,
+             (unsigned)(uint8_t)k->direction);
+}
+
+static bool cursor_parse(const char *s, ff_row_key *k)
+{
+    unsigned long long ts;
+    unsigned dpu, seq, dir;
+    if (strlen(s) != 31 || s[0] != 'r') return false;
+    if (sscanf(s + 1, "%16llx%8x%4x%2x", &ts, &dpu, &seq, &dir) != 4) return false;
+    *k = (ff_row_key){(int64_t)ts, dpu, (uint16_t)seq, (int8_t)(uint8_t)dir};
+    return true;
+}
+
+static void get_rows(ff_server *s, const ff_api_req *q, ff_api_reply *r, uint32_t id)
+{
+    int64_t start = FF_TS_MIN, end = FF_TS_MAX;
+    if (!time_arg(q, r, "start", false, &start, NULL) || !time_arg(q, r, "end", false, &end, NULL))
+        return;
+    rows_ctx c = {.b = &r->body, .limit = ROWS_DEFAULT_LIMIT};
+    const char *lim = q->arg(q->ctx, "limit"), *cur = q->arg(q->ctx, "cursor");
+    if (lim) {
+        char *e;
+        long v = strtol(lim, &e, 10);
+        if (*e || v < 1 || v > ROWS_MAX_LIMIT) {
+            BAD_REQUEST(r, "'limit' must be an integer from 1 to %d", ROWS_MAX_LIMIT);
+            return;
+        }
+        c.limit = (size_t)v;
+    }
+    ff_row_key after;
+    if (cur && cur[0] && !cursor_parse(cur, &after)) {
+        BAD_REQUEST(r, "'cursor' is not a cursor this server gave out");
+        return;
+    }
+    ff_buf_adds(&r->body, "{\"space_id\":");
+    ff_buf_addu(&r->body, id);
+    ff_buf_adds(&r->body, ",\"rows\":[");
+    int rc = ff_engine_rows(s->eng, id, start, end, cur && cur[0] ? &after : NULL, row_out, &c);
+    if (rc < 0) {
+        engine_problem(r, rc, "space");
+        return;
+    }
+    ff_buf_adds(&r->body, "],\"next\":");
+    if (c.more) {
+        char cs[48];
+        cursor_format(cs, &c.last);
+        ff_json_str(&r->body, cs);
+    } else {
+        ff_buf_adds(&r->body, "null");
+    }
+    ff_buf_adds(&r->body, "}");
+}
+
+typedef struct events_ctx {
+    ff_buf *b;
+    size_t n, limit;
+    bool more;
+} events_ctx;
+
+static int event_out(void *ctx, const ff_event *ev)
+{
+    events_ctx *c = ctx;
+    if (c->n == c->limit) {
+        c->more = true;
+        return 1;
+    }
+    if (c->n++) ff_buf_adds(c->b, ",");
+    ff_buf_adds(c->b, "{\"timestamp\":");
+    ff_json_time(c->b, ev->ts);
+    ff_buf_addf(c->b, ",\"direction\":%d,\"seq\":%u}", ev->direction, ev->seq);
+    return 0;
+}
+
+static void get_dpu_events(ff_server *s, const ff_api_req *q, ff_api_reply *r, uint32_t id)
+{
+    int64_t start = FF_TS_MIN, end = FF_TS_MAX;
+    if (!time_arg(q, r, "start", false, &start, NULL) || !time_arg(q, r, "end", false, &end, NULL))
+        return;
+    events_ctx c = {.b = &r->body, .limit = 100000};
+    ff_buf_adds(&r->body, "{\"dpu_id\":");
+    ff_buf_addu(&r->body, id);
+    ff_buf_adds(&r->body, ",\"events\":[");
+    if (ff_engine_dpu_events(s->eng, id, start, end, event_out, &c) == FF_ENOTFOUND) {
+        NOT_FOUND(r, "no DPU with id %u", id);
+        return;
+    }
+    ff_buf_addf(&r->body, "],\"truncated\":%s}", c.more ? "true" : "false");
+}
+
+/* ---- Operations -------------------------------------------------------------------- */
+
+static void get_health(ff_server *s, ff_api_reply *r)
+{
+    ff_engine_stats st;
+    ff_engine_stats_get(s->eng, &st);
+    ff_buf_adds(&r->body, "{\"status\":\"ok\",\"horizon\":");
+    ff_json_time(&r->body, st.horizon);
+    ff_buf_addf(&r->body, ",\"pending_rows\":%llu,\"spaces\":%zu,\"dpus\":%zu}",
+                (unsigned long long)st.pending_rows, ff_engine_space_count(s->eng),
+                ff_engine_dpu_count(s->eng));
+}
+
+/* ---- Routing ----------------------------------------------------------------------- */
+
+static bool authorized(ff_server *s, const ff_api_req *q)
+{
+    if (s->opts.token == NULL || s->opts.token[0] == '\0') return true;
+    if (strcmp(q->method, "GET") == 0 || strcmp(q->method, "HEAD") == 0) return true;
+    const char *h = q->header(q->ctx, "Authorization");
+    if (h == NULL || strncmp(h, "Bearer ", 7) != 0) return false;
+    const char *a = h + 7, *t = s->opts.token;
+    size_t la = strlen(a), lt = strlen(t);
+    unsigned diff = (unsigned)(la ^ lt);
+    for (size_t i = 0; i < la && i < lt; i++) diff |= (unsigned)(a[i] ^ t[i]);
+    return diff == 0;
+}
+
+/* Splits "/v1/a/b/c" into at most 4 segments. */
+static int split_path(const char *path, const char *seg[4], size_t len[4])
+{
+    int n = 0;
+    const char *p = path;
+    while (*p == '/') p++;
+    while (*p && n < 4) {
+        const char *e = strchr(p, '/');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        seg[n] = p;
+        len[n++] = l;
+        p += l;
+        while (*p == '/') p++;
+    }
+    return *p ? 5 : n;
+}
+
+static bool is(const char *seg, size_t len, const char *word)
+{
+    return strlen(word) == len && memcmp(seg, word, len) == 0;
+}
+
+static void method_not_allowed(ff_api_reply *r, const char *method, const char *path)
+{
+    problem(r, 405, "method-not-allowed", "Method Not Allowed", "%s is not allowed on %s", method,
+            path);
+}
+
+/* /v1/spaces..., /v1/doorways... */
+static void route_named(ff_server *s, const ff_api_req *q, ff_api_reply *r, bool space, int n,
+                        const char **seg, size_t *len)
+{
+    const char *m = q->method;
+    uint32_t id = 0;
+    if (n == 2) {
+        if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0)
+            list_named(s, q, r, space);
+        else if (strcmp(m, "POST") == 0)
+            put_named(s, q, r, space, 0);
+        else
+            method_not_allowed(r, m, q->path);
+        return;
+    }
+    if (!parse_u32(seg[2], len[2], &id)) {
+        NOT_FOUND(r, "'%.*s' is not a %s id (a positive integer)", (int)len[2], seg[2],
+                  space ? "space" : "doorway");
+        return;
+    }
+    bool get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
+    if (n == 3) {
+        if (get)
+            space ? space_reply(s, r, id) : doorway_reply(s, r, id);
+        else if (strcmp(m, "PUT") == 0)
+            put_named(s, q, r, space, id);
+        else if (strcmp(m, "DELETE") == 0)
+            delete_named(s, r, space, id);
+        else
+            method_not_allowed(r, m, q->path);
+        return;
+    }
+    if (!space || n != 4) {
+        NOT_FOUND(r, "no such resource: %s", q->path);
+    } else if (!get) {
+        method_not_allowed(r, m, q->path);
+    } else if (is(seg[3], len[3], "count")) {
+        get_count(s, q, r, id);
+    } else if (is(seg[3], len[3], "counts")) {
+        get_counts(s, q, r, id);
+    } else if (is(seg[3], len[3], "occupancy")) {
+        get_rows(s, q, r, id);
+    } else {
+        NOT_FOUND(r, "no such resource: %s", q->path);
+    }
+}
+
+static void route_dpus(ff_server *s, const ff_api_req *q, ff_api_reply *r, int n, const char **seg,
+                       size_t *len)
+{
+    const char *m = q->method;
+    bool get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
+    uint32_t id = 0;
+    if (n == 2) {
+        if (!get) {
+            method_not_allowed(r, m, q->path);
+            return;
+        }
+        list_ctx l = {.b = &r->body};
+        ff_buf_adds(&r->body, "{\"dpus\":[");
+        ff_engine_dpus(s->eng, list_dpu, &l);
+        ff_buf_adds(&r->body, "]}");
+        return;
+    }
+    /* DPU serials may be 0, unlike space and doorway ids. */
+    if (len[2] == 1 && seg[2][0] == '0')
+        id = 0;
+    else if (!parse_u32(seg[2], len[2], &id)) {
+        NOT_FOUND(r, "'%.*s' is not a DPU id", (int)len[2], seg[2]);
+        return;
+    }
+    if (n == 3 && get)
+        dpu_reply(s, r, id, false);
+    else if (n == 3 && strcmp(m, "PUT") == 0)
+        put_dpu(s, q, r, id);
+    else if (n == 4 && get && is(seg[3], len[3], "assignments"))
+        dpu_reply(s, r, id, true);
+    else if (n == 4 && get && is(seg[3], len[3], "events"))
+        get_dpu_events(s, q, r, id);
+    else if (n <= 4 &&
+             (n == 3 || is(seg[3], len[3], "assignments") || is(seg[3], len[3], "events")))
+        method_not_allowed(r, m, q->path);
+    else
+        NOT_FOUND(r, "no such resource: %s", q->path);
+}
+
+void ff__api_handle(ff_server *s, const ff_api_req *q, ff_api_reply *r)
+{
+    const char *seg[4];
+    size_t len[4];
+    const char *m = q->method;
+    bool get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
+    r->status = 200;
+    r->content_type = "application/json";
+    if (!authorized(s, q)) {
+        problem(r, 401, "unauthorized", "Unauthorized",
+                "this server needs 'Authorization: Bearer <token>' for %s", m);
+        return;
+    }
+    int n = split_path(q->path, seg, len);
+    if (n == 1 && is(seg[0], len[0], "healthz") && get) {
+        get_health(s, r);
+        return;
+    }
+    if (n == 1 && is(seg[0], len[0], "metrics") && get) {
+        r->content_type = "text/plain; version=0.0.4; charset=utf-8";
+        ff__metrics_write(s, &r->body);
+        return;
+    }
+    if (n >= 2 && n <= 4 && is(seg[0], len[0], "v1")) {
+        if (is(seg[1], len[1], "spaces")) {
+            route_named(s, q, r, true, n, seg, len);
+            return;
+        }
+        if (is(seg[1], len[1], "doorways")) {
+            route_named(s, q, r, false, n, seg, len);
+            return;
+        }
+        if (is(seg[1], len[1], "dpus")) {
+            route_dpus(s, q, r, n, seg, len);
+            return;
+        }
+        if (n == 2 && is(seg[1], len[1], "events")) {
+            if (strcmp(m, "POST") == 0) {
+                post_events(s, q, r);
+                return;
+            }
+            {
+                method_not_allowed(r, m, q->path);
+                return;
+            }
+        }
+        if (n == 2 && is(seg[1], len[1], "topology")) {
+            if (strcmp(m, "PUT") == 0) {
+                put_topology(s, q, r);
+                return;
+            }
+            {
+                method_not_allowed(r, m, q->path);
+                return;
+            }
+        }
+    }
+    NOT_FOUND(r, "no such resource: %s", q->path);
+}

@@ -1,0 +1,270 @@
+/*
+ * http.c -- libmicrohttpd driven from the libuv loop.
+ *
+ * MHD runs without a thread of its own, in epoll mode: its epoll descriptor is watched
+ * by a uv_poll handle, and a uv_timer wakes it for its own timeouts; each wake-up calls
+ * MHD_run() once, which does bounded work for the ready connections.
+ *
+ * A request is collected into a buffer (413 past 16 MiB, announced or not), handed to
+ * api.c as pure data, and the answer is queued. An answer that must wait for
+ * durability (events, topology changes) is built at once, and its connection is
+ * suspended with the log position it needs; the server's commit step calls
+ * ff__http_release() after its sync, which resumes those connections in order, and
+ * MHD calls the handler again, which queues the waiting answer.
+ */
+#include "net/server_int.h"
+
+#include <microhttpd.h>
+#include <string.h>
+
+#define FF_HTTP_MAX_BODY (16u << 20)
+
+typedef struct http_req {
+    ff_buf body;
+    bool too_big;
+    bool suspended;
+    struct MHD_Connection *conn;
+    struct MHD_Response *resp; /* an answer waiting for durability */
+    unsigned status;
+    uint64_t lsn;
+    struct http_req *next;
+} http_req;
+
+struct ff_http {
+    ff_server *s;
+    struct MHD_Daemon *d;
+    uv_poll_t poll;
+    uv_timer_t timer;
+    int port;
+    http_req *wait_head, *wait_tail; /* suspended, in log order */
+};
+
+static void http_schedule(ff_http *h);
+
+static void http_run(ff_http *h)
+{
+    MHD_run(h->d);
+    http_schedule(h);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+    http_run(p->data);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    http_run(t->data);
+}
+
+static void http_schedule(ff_http *h)
+{
+    MHD_UNSIGNED_LONG_LONG ms;
+    if (MHD_get_timeout(h->d, &ms) == MHD_YES) {
+        uv_timer_start(&h->timer, on_timer, ms, 0);
+    } else {
+        uv_timer_stop(&h->timer);
+    }
+}
+
+static const char *get_arg(void *ctx, const char *name)
+{
+    return MHD_lookup_connection_value(ctx, MHD_GET_ARGUMENT_KIND, name);
+}
+
+static const char *get_header(void *ctx, const char *name)
+{
+    return MHD_lookup_connection_value(ctx, MHD_HEADER_KIND, name);
+}
+
+static struct MHD_Response *make_response(ff_api_reply *r)
+{
+    size_t len;
+    char *body = ff_buf_steal(&r->body, &len);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
+    return resp;
+}
+
+static enum MHD_Result queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *resp)
+{
+    enum MHD_Result ret = MHD_queue_response(c, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result too_big(ff_server *s, struct MHD_Connection *c)
+{
+    ff_api_reply r = {.status = 413, .content_type = "application/problem+json"};
+    ff_buf_init(&r.body);
+    ff_buf_addf(&r.body,
+                "{\"type\":\"urn:footfall:problem:too-large\",\"title\":\"Payload Too Large\","
+                "\"status\":413,\"detail\":\"request body is over %u bytes\"}",
+                FF_HTTP_MAX_BODY);
+    s->m.http_errors++;
+    return queue(c, 413, make_response(&r));
+}
+
+static enum MHD_Result dispatch(ff_http *h, http_req *q, struct MHD_Connection *c, const char *url,
+                                const char *method)
+{
+    ff_server *s = h->s;
+    ff_api_req req = {
+        .method = method,
+        .path = url,
+        .arg = get_arg,
+        .header = get_header,
+        .ctx = c,
+        .body = q->body.p ? q->body.p : "",
+        .body_len = q->body.len,
+    };
+    ff_api_reply r = {.status = 200, .content_type = "application/json"};
+    ff_buf_init(&r.body);
+    ff__api_handle(s, &req, &r);
+    if (r.status >= 400) s->m.http_errors++;
+    struct MHD_Response *resp = make_response(&r);
+    uint64_t need = ff_engine_written(s->eng);
+    if (!r.wait_durable || need <= ff__server_release_point(s)) return queue(c, r.status, resp);
+    q->resp = resp;
+    q->status = r.status;
+    q->lsn = need;
+    q->conn = c;
+    q->suspended = true;
+    if (h->wait_tail)
+        h->wait_tail->next = q;
+    else
+        h->wait_head = q;
+    h->wait_tail = q;
+    MHD_suspend_connection(c);
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+    ff_http *h = cls;
+    http_req *q = *con_cls;
+    if (q == NULL) {
+        q = ff_xcalloc(1, sizeof(*q));
+        ff_buf_init(&q->body);
+        *con_cls = q;
+        h->s->m.http_requests++;
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > FF_HTTP_MAX_BODY) {
+            q->too_big = true;
+            return too_big(h->s, c);
+        }
+        return MHD_YES;
+    }
+    if (q->resp) { /* resumed: the answer is durable now */
+        struct MHD_Response *resp = q->resp;
+        q->resp = NULL;
+        return queue(c, q->status, resp);
+    }
+    if (*upload_size) {
+        if (!q->too_big && q->body.len + *upload_size > FF_HTTP_MAX_BODY) {
+            q->too_big = true;
+            ff_buf_release(&q->body);
+            *upload_size = 0;
+            return too_big(h->s, c);
+        }
+        if (!q->too_big) ff_buf_add(&q->body, upload, *upload_size);
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (q->too_big) return MHD_YES;
+    return dispatch(h, q, c, url, method);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    ff_http *h = cls;
+    http_req *q = *con_cls;
+    if (q == NULL) return;
+    if (q->suspended) { /* unlink a request that never got resumed (shutdown) */
+        http_req **pp = &h->wait_head, *prev = NULL;
+        while (*pp && *pp != q) prev = *pp, pp = &(*pp)->next;
+        if (*pp) {
+            *pp = q->next;
+            if (h->wait_tail == q) h->wait_tail = prev;
+        }
+    }
+    if (q->resp) MHD_destroy_response(q->resp);
+    ff_buf_release(&q->body);
+    free(q);
+    *con_cls = NULL;
+}
+
+void ff__http_release(ff_http *h, uint64_t lsn)
+{
+    bool any = false;
+    while (h->wait_head && h->wait_head->lsn <= lsn) {
+        http_req *q = h->wait_head;
+        h->wait_head = q->next;
+        if (h->wait_head == NULL) h->wait_tail = NULL;
+        q->next = NULL;
+        q->suspended = false;
+        MHD_resume_connection(q->conn);
+        any = true;
+    }
+    if (any) http_run(h);
+}
+
+static void log_mhd(void *cls, const char *fmt, va_list ap)
+{
+    ff_http *h = cls;
+    if (h->s->opts.quiet) return;
+    fputs("footfalld: http: ", stderr);
+    vfprintf(stderr, fmt, ap);
+}
+
+int ff__http_start(ff_server *s, const struct sockaddr_storage *addr, ff_http **out)
+{
+    ff_http *h = ff_xcalloc(1, sizeof(*h));
+    h->s = s;
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+    if (addr->ss_family == AF_INET6) flags |= MHD_USE_IPv6;
+    h->d = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, addr,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)4000, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
+        MHD_OPTION_EXTERNAL_LOGGER, log_mhd, h, MHD_OPTION_END);
+    if (h->d == NULL) {
+        free(h);
+        return -EADDRINUSE;
+    }
+    const union MHD_DaemonInfo *ep = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_EPOLL_FD);
+    const union MHD_DaemonInfo *pi = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
+    h->port = pi ? pi->port : 0;
+    uv_poll_init(s->loop, &h->poll, ep->epoll_fd);
+    h->poll.data = h;
+    uv_poll_start(&h->poll, UV_READABLE, on_poll);
+    uv_timer_init(s->loop, &h->timer);
+    h->timer.data = h;
+    http_schedule(h);
+    *out = h;
+    return 0;
+}
+
+int ff__http_port(const ff_http *h)
+{
+    return h->port;
+}
+
+static void free_on_close(uv_handle_t *hd)
+{
+    ff_http *h = hd->data;
+    if (hd == (uv_handle_t *)&h->timer) free(h);
+}
+
+void ff__http_stop(ff_http *h)
+{
+    /* Resume everything still waiting so MHD can finish those connections. */
+    ff__http_release(h, UINT64_MAX);
+    uv_poll_stop(&h->poll);
+    MHD_stop_daemon(h->d);
+    uv_close((uv_handle_t *)&h->poll, NULL);
+    uv_close((uv_handle_t *)&h->timer, free_on_close);
+}

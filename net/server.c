@@ -1,0 +1,683 @@
+/*
+ * server.c -- footfalld's loop: UDP and TCP ingest, group commit, the tick, shutdown.
+ *
+ * One thread, one libuv loop. Each wake-up does bounded work: libuv reads at most 32
+ * datagrams (in recvmmsg batches of up to 20) or 32 stream reads per handle before it
+ * returns to the loop, so one busy socket cannot starve the others or the HTTP server.
+ *
+ * Group commit (the durability policy of SPEC §5). Every frame is admitted by the
+ * engine when it is read; the engine appends its accepted events to the mmap'd log and
+ * returns; the frame's ack is queued with the log position that covers it. The
+ * uv_prepare handle `commit` runs once per loop turn, right before the loop blocks: it
+ * syncs the log once (--fsync=always) and then releases, in order, every queued UDP
+ * ack, TCP ack and suspended HTTP answer whose position is now durable. If the sync
+ * fails nothing is released: the senders retransmit and the next turn tries again.
+ * Under --fsync=interval:MS a timer syncs and answers are released right away; under
+ * --fsync=never the OS writes the mapping back when it likes.
+ *
+ * UDP datagrams are not copied: records are admitted in place from the receive buffer
+ * (on a little-endian host the wire record is the in-memory ff_event). Acks go out in
+ * batches through sendmmsg.
+ *
+ * TCP: each connection reads into its own buffer of two maximal frames; complete frames
+ * are admitted in order and their acks queued on the connection in frame order. A
+ * malformed frame is acked with status 2 after the acks before it, and the connection
+ * is closed. A connection with too many acks waiting stops being read until they drain.
+ */
+#include "net/server_int.h"
+#include "net/wire.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define UDP_CHUNK            (64 * 1024) /* libuv's per-datagram slice with recvmmsg */
+#define UDP_CHUNKS           20          /* libuv's recvmmsg width */
+#define TCP_BUF              (2 * FF_FRAME_MAX)
+#define TCP_MAX_PENDING_ACKS 4096
+#define TICK_MS              100
+
+struct tcp_conn {
+    uv_tcp_t h;
+    ff_server *s;
+    tcp_conn *next, *prev;
+    uint8_t *buf; /* TCP_BUF bytes, 16-aligned: frames stay aligned */
+    size_t len;
+    struct tcp_ack {
+        uint64_t lsn;
+        uint8_t bytes[FF_ACK_SIZE];
+        bool close_after;
+    } * acks;
+    size_t ack_head, ack_len, ack_cap;
+    bool reading, closing;
+};
+
+static ff_event *scratch_events; /* big-endian hosts decode here */
+
+/* ---- Addresses --------------------------------------------------------------------- */
+
+int ff_parse_hostport(const char *s, struct sockaddr_storage *out)
+{
+    char host[256];
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL || colon == s || strlen(colon + 1) == 0) return FF_EFORMAT;
+    size_t hl = (size_t)(colon - s);
+    if (hl >= sizeof(host)) return FF_EFORMAT;
+    memcpy(host, s, hl);
+    host[hl] = '\0';
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || port < 0 || port > 65535) return FF_EFORMAT;
+    memset(out, 0, sizeof(*out));
+    if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
+        host[hl - 1] = '\0';
+        if (uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)out) != 0) return FF_EFORMAT;
+        return 0;
+    }
+    if (strcmp(host, "localhost") == 0) strcpy(host, "127.0.0.1");
+    if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)out) != 0) return FF_EFORMAT;
+    return 0;
+}
+
+static void name_of(const struct sockaddr *sa, char *out, size_t n)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const void *)sa;
+        uv_ip6_name(a, ip, sizeof(ip));
+        port = ntohs(a->sin6_port);
+        snprintf(out, n, "[%s]:%d", ip, port);
+        return;
+    }
+    const struct sockaddr_in *a = (const void *)sa;
+    uv_ip4_name(a, ip, sizeof(ip));
+    port = ntohs(a->sin_port);
+    snprintf(out, n, "%s:%d", ip, port);
+}
+
+/* ---- Release of answers ------------------------------------------------------------ */
+
+uint64_t ff__server_release_point(const ff_server *s)
+{
+    if (s->opts.fsync_mode == FF_FSYNC_ALWAYS) return ff_engine_durable(s->eng);
+    return ff_engine_written(s->eng);
+}
+
+static void flush_udp_acks(ff_server *s, uint64_t rel)
+{
+    int fd;
+    if (s->uack_len == 0 || uv_fileno((uv_handle_t *)&s->udp, &fd) != 0) return;
+    struct mmsghdr msgs[64];
+    struct iovec iov[64];
+    while (s->uack_len > 0) {
+        unsigned n = 0;
+        while (n < 64 && n < s->uack_len) {
+            udp_ack *a = &s->uacks[(s->uack_head + n) & (s->uack_cap - 1)];
+            if (a->lsn > rel) break;
+            iov[n] = (struct iovec){a->bytes, FF_ACK_SIZE};
+            msgs[n].msg_hdr = (struct msghdr){
+                .msg_name = &a->addr,
+                .msg_namelen = a->addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                             : sizeof(struct sockaddr_in),
+                .msg_iov = &iov[n],
+                .msg_iovlen = 1,
+            };
+            n++;
+        }
+        if (n == 0) break;
+        int sent = sendmmsg(fd, msgs, n, MSG_DONTWAIT);
+        if (sent < (int)n) s->m.udp_acks_dropped += n - (sent < 0 ? 0 : (unsigned)sent);
+        s->uack_head = (s->uack_head + n) & (s->uack_cap - 1);
+        s->uack_len -= n;
+    }
+}
+
+static void tcp_close(tcp_conn *c);
+static void tcp_flush_acks(tcp_conn *c, uint64_t rel);
+
+static void on_commit(uv_prepare_t *p)
+{
+    ff_server *s = p->data;
+    if (s->opts.fsync_mode == FF_FSYNC_ALWAYS &&
+        ff_engine_written(s->eng) > ff_engine_durable(s->eng)) {
+        int rc = ff_engine_sync(s->eng);
+        s->m.syncs++;
+        if (rc < 0) {
+            s->m.sync_errors++;
+            fprintf(stderr, "footfalld: log sync failed: %s\n", ff_strerror(rc));
+        }
+    }
+    uint64_t rel = ff__server_release_point(s);
+    flush_udp_acks(s, rel);
+    for (tcp_conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->ack_len) tcp_flush_acks(c, rel);
+    }
+    if (s->http) ff__http_release(s->http, rel);
+}
+
+/* ---- Admission of one frame -------------------------------------------------------- */
+
+/* Admits the records of a well-formed frame and fills the ack. */
+static void admit_frame(ff_server *s, const uint8_t *rec, const ff_frame_header *h, ff_ack *ack)
+{
+    const ff_event *ev;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (((uintptr_t)rec & 7) == 0) {
+        ev = (const ff_event *)(const void *)rec;
+    } else
+#endif
+    {
+        if (scratch_events == NULL)
+            scratch_events = ff_xmalloc(sizeof(ff_event) * FF_FRAME_MAX_COUNT);
+        ff_frame_records(rec, h->count, scratch_events);
+        ev = scratch_events;
+    }
+    ff_ingest_result r;
+    int rc = ff_engine_ingest(s->eng, ev, h->count, NULL, &r);
+    memset(ack, 0, sizeof(*ack));
+    ack->batch_id = h->batch_id;
+    if (rc < 0) {
+        ack->status = FF_ACK_OVERLOAD;
+        return;
+    }
+    ack->status = r.refused ? FF_ACK_PARTIAL : FF_ACK_OK;
+    ack->accepted = (uint16_t)r.accepted;
+    ack->duplicates = (uint16_t)r.duplicates;
+    ack->late = (uint16_t)r.late;
+    ack->refused = (uint16_t)r.refused;
+}
+
+/* ---- UDP --------------------------------------------------------------------------- */
+
+static void udp_queue_ack(ff_server *s, const struct sockaddr *addr, const ff_ack *ack)
+{
+    if (s->uack_len == s->uack_cap) {
+        size_t ncap = s->uack_cap ? s->uack_cap * 2 : 1024;
+        udp_ack *n = ff_xmalloc(ncap * sizeof(*n));
+        for (size_t i = 0; i < s->uack_len; i++)
+            n[i] = s->uacks[(s->uack_head + i) & (s->uack_cap - 1)];
+        free(s->uacks);
+        s->uacks = n;
+        s->uack_cap = ncap;
+        s->uack_head = 0;
+    }
+    udp_ack *a = &s->uacks[(s->uack_head + s->uack_len) & (s->uack_cap - 1)];
+    a->lsn = ff_engine_written(s->eng);
+    memset(&a->addr, 0, sizeof(a->addr));
+    memcpy(&a->addr, addr,
+           addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+    ff_ack_encode(a->bytes, ack);
+    s->uack_len++;
+}
+
+static void udp_datagram(ff_server *s, const uint8_t *p, size_t n, const struct sockaddr *addr)
+{
+    ff_frame_header h;
+    ff_ack ack;
+    s->m.udp_datagrams++;
+    int rc = ff_frame_parse_header(p, n, &h);
+    if (rc == 0 && n != ff_frame_size(&h)) rc = FF_EFORMAT;
+    if (rc < 0) {
+        s->m.udp_malformed++;
+        /* Ack only what is recognisably ours and asked for one. */
+        if (n >= FF_FRAME_HEADER && memcmp(p, "FFE1", 4) == 0 && (p[6] & 1)) {
+            memset(&ack, 0, sizeof(ack));
+            ack.status = FF_ACK_MALFORMED;
+            ack.batch_id = h.batch_id;
+            udp_queue_ack(s, addr, &ack);
+        }
+        return;
+    }
+    s->m.udp_events += h.count;
+    admit_frame(s, p + FF_FRAME_HEADER, &h, &ack);
+    if (ack.status == FF_ACK_OVERLOAD) s->m.udp_overloaded++;
+    if (h.flags & FF_FRAME_FLAG_ACK) udp_queue_ack(s, addr, &ack);
+}
+
+static void udp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    ff_server *s = h->data;
+    *buf = uv_buf_init(s->udp_buf, (unsigned)s->udp_buf_len);
+}
+
+static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
+                     unsigned flags)
+{
+    ff_server *s = h->data;
+    if ((flags & UV_UDP_MMSG_FREE) || nread <= 0 || addr == NULL) return;
+    if (flags & UV_UDP_PARTIAL) {
+        s->m.udp_malformed++;
+        return;
+    }
+    udp_datagram(s, (const uint8_t *)buf->base, (size_t)nread, addr);
+}
+
+static int udp_start(ff_server *s, const struct sockaddr_storage *addr)
+{
+    int rc = uv_udp_init_ex(s->loop, &s->udp, addr->ss_family | UV_UDP_RECVMMSG);
+    if (rc < 0) return rc;
+    s->udp.data = s;
+    s->udp_on = true;
+    rc = uv_udp_bind(&s->udp, (const struct sockaddr *)addr, 0);
+    if (rc < 0) return rc;
+    int want = s->opts.udp_rcvbuf ? s->opts.udp_rcvbuf : 32 << 20;
+    int fd;
+    if (uv_fileno((uv_handle_t *)&s->udp, &fd) == 0) {
+        /* SO_RCVBUFFORCE passes net.core.rmem_max when we may; else take what we get. */
+        if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof(want)) != 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof(want));
+    }
+    s->udp_buf_len = (size_t)UDP_CHUNK * UDP_CHUNKS;
+    s->udp_buf = aligned_alloc(64, s->udp_buf_len);
+    if (s->udp_buf == NULL) FF_PANIC("out of memory");
+    struct sockaddr_storage bound;
+    int blen = sizeof(bound);
+    uv_udp_getsockname(&s->udp, (struct sockaddr *)&bound, &blen);
+    name_of((struct sockaddr *)&bound, s->udp_name, sizeof(s->udp_name));
+    return uv_udp_recv_start(&s->udp, udp_alloc, udp_recv);
+}
+
+/* ---- TCP --------------------------------------------------------------------------- */
+
+static void tcp_on_close(uv_handle_t *h)
+{
+    tcp_conn *c = h->data;
+    free(c->buf);
+    free(c->acks);
+    free(c);
+}
+
+static void tcp_close(tcp_conn *c)
+{
+    if (c->closing) return;
+    c->closing = true;
+    ff_server *s = c->s;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    uv_close((uv_handle_t *)&c->h, tcp_on_close);
+}
+
+static void tcp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    tcp_conn *c = h->data;
+    *buf = uv_buf_init((char *)c->buf + c->len, (unsigned)(TCP_BUF - c->len));
+}
+
+static void tcp_queue_ack(tcp_conn *c, const ff_ack *ack, bool close_after)
+{
+    if (c->ack_len == c->ack_cap) {
+        size_t ncap = c->ack_cap ? c->ack_cap * 2 : 64;
+        struct tcp_ack *n = ff_xmalloc(ncap * sizeof(*n));
+        for (size_t i = 0; i < c->ack_len; i++)
+            n[i] = c->acks[(c->ack_head + i) & (c->ack_cap - 1)];
+        free(c->acks);
+        c->acks = n;
+        c->ack_cap = ncap;
+        c->ack_head = 0;
+    }
+    struct tcp_ack *a = &c->acks[(c->ack_head + c->ack_len) & (c->ack_cap - 1)];
+    a->lsn = ff_engine_written(c->s->eng);
+    a->close_after = close_after;
+    ff_ack_encode(a->bytes, ack);
+    c->ack_len++;
+}
+
+typedef struct tcp_write {
+    uv_write_t req;
+    tcp_conn *c;
+    bool close_after;
+    uint8_t data[];
+} tcp_write;
+
+static void tcp_write_done(uv_write_t *req, int status)
+{
+    tcp_write *w = (tcp_write *)req;
+    if ((status < 0 || w->close_after) && !w->c->closing) tcp_close(w->c);
+    free(w);
+}
+
+static void tcp_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+/* Sends every releasable ack of c in one write, in frame order. */
+static void tcp_flush_acks(tcp_conn *c, uint64_t rel)
+{
+    uint8_t out[64 * FF_ACK_SIZE];
+    while (c->ack_len > 0 && !c->closing) {
+        size_t n = 0;
+        bool close_after = false;
+        while (n < 64 && n < c->ack_len && !close_after) {
+            struct tcp_ack *a = &c->acks[(c->ack_head + n) & (c->ack_cap - 1)];
+            if (a->lsn > rel) break;
+            memcpy(out + n * FF_ACK_SIZE, a->bytes, FF_ACK_SIZE);
+            close_after = a->close_after;
+            n++;
+        }
+        if (n == 0) break;
+        c->ack_head = (c->ack_head + n) & (c->ack_cap - 1);
+        c->ack_len -= n;
+        size_t len = n * FF_ACK_SIZE;
+        uv_buf_t b = uv_buf_init((char *)out, (unsigned)len);
+        int wrote = uv_try_write((uv_stream_t *)&c->h, &b, 1);
+        if (wrote == (int)len && !close_after) continue;
+        if (wrote < 0 && wrote != UV_EAGAIN) {
+            tcp_close(c);
+            return;
+        }
+        size_t done = wrote > 0 ? (size_t)wrote : 0;
+        tcp_write *w = ff_xmalloc(sizeof(*w) + len - done);
+        w->c = c;
+        w->close_after = close_after;
+        memcpy(w->data, out + done, len - done);
+        b = uv_buf_init((char *)w->data, (unsigned)(len - done));
+        if (uv_write(&w->req, (uv_stream_t *)&c->h, &b, 1, tcp_write_done) < 0) {
+            free(w);
+            tcp_close(c);
+            return;
+        }
+    }
+    if (!c->reading && !c->closing && c->ack_len < TCP_MAX_PENDING_ACKS / 2) {
+        c->reading = true;
+        uv_read_start((uv_stream_t *)&c->h, tcp_alloc, tcp_read);
+    }
+}
+
+/* Admits every complete frame in c->buf; returns false once the connection must close. */
+static bool tcp_consume(tcp_conn *c)
+{
+    ff_server *s = c->s;
+    size_t off = 0;
+    bool ok = true;
+    while (c->len - off >= FF_FRAME_HEADER) {
+        ff_frame_header h;
+        ff_ack ack;
+        int rc = ff_frame_parse_header(c->buf + off, c->len - off, &h);
+        if (rc < 0) {
+            s->m.tcp_malformed++;
+            memset(&ack, 0, sizeof(ack));
+            ack.status = FF_ACK_MALFORMED;
+            ack.batch_id = memcmp(c->buf + off, "FFE1", 4) == 0 ? h.batch_id : 0;
+            tcp_queue_ack(c, &ack, true);
+            ok = false;
+            break;
+        }
+        size_t need = ff_frame_size(&h);
+        if (c->len - off < need) break;
+        s->m.tcp_frames++;
+        s->m.tcp_events += h.count;
+        admit_frame(s, c->buf + off + FF_FRAME_HEADER, &h, &ack);
+        if (ack.status == FF_ACK_OVERLOAD) s->m.tcp_overloaded++;
+        if (h.flags & FF_FRAME_FLAG_ACK) tcp_queue_ack(c, &ack, false);
+        off += need;
+    }
+    memmove(c->buf, c->buf + off, c->len - off);
+    c->len -= off;
+    return ok;
+}
+
+static void tcp_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    tcp_conn *c = st->data;
+    if (nread < 0) {
+        /* EOF or error: acks still owed are dropped with the connection; the sender
+         * retransmits what it did not see acknowledged. */
+        tcp_close(c);
+        return;
+    }
+    c->len += (size_t)nread;
+    if (!tcp_consume(c) || c->ack_len >= TCP_MAX_PENDING_ACKS) {
+        uv_read_stop(st);
+        c->reading = false;
+    }
+}
+
+static void tcp_accept(uv_stream_t *server, int status)
+{
+    ff_server *s = server->data;
+    if (status < 0 || s->stopping) return;
+    tcp_conn *c = ff_xcalloc(1, sizeof(*c));
+    c->s = s;
+    c->buf = aligned_alloc(64, TCP_BUF);
+    if (c->buf == NULL) FF_PANIC("out of memory");
+    uv_tcp_init(s->loop, &c->h);
+    c->h.data = c;
+    if (uv_accept(server, (uv_stream_t *)&c->h) != 0) {
+        c->closing = true;
+        uv_close((uv_handle_t *)&c->h, tcp_on_close);
+        return;
+    }
+    uv_tcp_nodelay(&c->h, 1);
+    c->next = s->conns;
+    if (s->conns) s->conns->prev = c;
+    s->conns = c;
+    s->m.tcp_connections++;
+    c->reading = true;
+    uv_read_start((uv_stream_t *)&c->h, tcp_alloc, tcp_read);
+}
+
+static int tcp_start(ff_server *s, const struct sockaddr_storage *addr)
+{
+    int rc = uv_tcp_init(s->loop, &s->tcp);
+    if (rc < 0) return rc;
+    s->tcp.data = s;
+    s->tcp_on = true;
+    if ((rc = uv_tcp_bind(&s->tcp, (const struct sockaddr *)addr, 0)) < 0) return rc;
+    if ((rc = uv_listen((uv_stream_t *)&s->tcp, 512, tcp_accept)) < 0) return rc;
+    struct sockaddr_storage bound;
+    int blen = sizeof(bound);
+    uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&bound, &blen);
+    name_of((struct sockaddr *)&bound, s->tcp_name, sizeof(s->tcp_name));
+    return 0;
+}
+
+/* ---- Timers, signals, shutdown ----------------------------------------------------- */
+
+static void on_tick(uv_timer_t *t)
+{
+    ff_server *s = t->data;
+    ff_engine_tick(s->eng);
+}
+
+static void on_fsync_timer(uv_timer_t *t)
+{
+    ff_server *s = t->data;
+    if (ff_engine_written(s->eng) > ff_engine_durable(s->eng)) {
+        s->m.syncs++;
+        if (ff_engine_sync(s->eng) < 0) s->m.sync_errors++;
+    }
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    if (!uv_is_closing(h)) uv_close(h, h->type == UV_TCP && h->data != arg ? tcp_on_close : NULL);
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    ff_server *s = sig->data;
+    if (s->stopping) return;
+    s->stopping = true;
+    if (!s->opts.quiet)
+        fprintf(stderr, "footfalld: %s: stopping\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    /* Stop taking input; what was taken is made durable and answered before we go. */
+    if (s->udp_on) uv_udp_recv_stop(&s->udp);
+    for (tcp_conn *c = s->conns; c; c = c->next)
+        if (c->reading) uv_read_stop((uv_stream_t *)&c->h), c->reading = false;
+    int rc = ff_engine_sync(s->eng);
+    if (rc < 0) fprintf(stderr, "footfalld: final sync failed: %s\n", ff_strerror(rc));
+    on_commit(&s->commit);
+    uv_stop(s->loop);
+}
+
+void ff_server_opts_default(ff_server_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    ff_engine_opts_default(&o->engine);
+    o->engine.data_dir = "./footfall-data";
+    o->udp = "127.0.0.1:7070";
+    o->tcp = "127.0.0.1:7071";
+    o->http = "127.0.0.1:8080";
+    o->fsync_mode = FF_FSYNC_ALWAYS;
+}
+
+static int load_file(const char *path, char **out, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) return -errno;
+    ff_buf b;
+    ff_buf_init(&b);
+    char tmp[65536];
+    size_t n;
+    while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0) ff_buf_add(&b, tmp, n);
+    int err = ferror(f) ? -EIO : 0;
+    fclose(f);
+    if (err) {
+        ff_buf_release(&b);
+        return err;
+    }
+    *out = ff_buf_steal(&b, len);
+    return 0;
+}
+
+static int apply_topology_file(ff_server *s, const char *path)
+{
+    char *text, err[512];
+    size_t len;
+    int status, rc = load_file(path, &text, &len);
+    if (rc < 0) {
+        fprintf(stderr, "footfalld: --topology %s: %s\n", path, ff_strerror(rc));
+        return rc;
+    }
+    rc = ff__api_apply_topology(s->eng, text, len, err, sizeof(err), &status);
+    free(text);
+    if (rc < 0) {
+        fprintf(stderr, "footfalld: --topology %s: %s\n", path, err);
+        return rc;
+    }
+    return ff_engine_sync(s->eng);
+}
+
+static int open_listeners(ff_server *s)
+{
+    struct sockaddr_storage a;
+    const char *which[3] = {s->opts.udp, s->opts.tcp, s->opts.http};
+    const char *flag[3] = {"--udp", "--tcp", "--http"};
+    for (int i = 0; i < 3; i++) {
+        if (which[i] == NULL || which[i][0] == '\0') continue;
+        int rc = ff_parse_hostport(which[i], &a);
+        if (rc < 0) {
+            fprintf(stderr, "footfalld: %s %s: expected HOST:PORT\n", flag[i], which[i]);
+            return rc;
+        }
+        rc = i == 0   ? udp_start(s, &a)
+             : i == 1 ? tcp_start(s, &a)
+                      : ff__http_start(s, &a, &s->http);
+        if (rc < 0) {
+            fprintf(stderr, "footfalld: %s %s: %s\n", flag[i], which[i],
+                    rc > -4096 ? uv_strerror(rc) : ff_strerror(rc));
+            return rc;
+        }
+    }
+    if (s->http) snprintf(s->http_name, sizeof(s->http_name), "%s", s->opts.http);
+    if (s->http) {
+        char *colon = strrchr(s->http_name, ':');
+        if (colon) snprintf(colon + 1, 8, "%d", ff__http_port(s->http));
+    }
+    return 0;
+}
+
+static int64_t wall_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (int64_t)t.tv_sec * FF_SECOND + t.tv_nsec / 1000;
+}
+
+static void report_recovery(const ff_server *s, const ff_engine_recovery *r)
+{
+    if (s->opts.quiet) return;
+    fprintf(stderr,
+            "footfalld: recovered %llu events, %llu topology changes from %u log files in %.3f s\n",
+            (unsigned long long)r->events_replayed, (unsigned long long)r->topo_ops_replayed,
+            r->log.files, r->seconds);
+    if (r->log.cut_offset >= 0)
+        fprintf(stderr, "footfalld: log tail cut: %s at offset %lld, %llu bytes (%s)\n",
+                r->log.cut_file, (long long)r->log.cut_offset, (unsigned long long)r->log.cut_bytes,
+                r->log.cut_reason);
+}
+
+static void server_stop_all(ff_server *s)
+{
+    if (s->http) ff__http_stop(s->http);
+    s->http = NULL;
+    uv_walk(s->loop, close_walk, s);
+    uv_run(s->loop, UV_RUN_DEFAULT);
+}
+
+int ff_server_run(const ff_server_opts *o)
+{
+    ff_server *s = ff_xcalloc(1, sizeof(*s));
+    s->opts = *o;
+    s->started_us = wall_us();
+    s->loop = ff_xmalloc(sizeof(uv_loop_t));
+    uv_loop_init(s->loop);
+    signal(SIGPIPE, SIG_IGN);
+    if (o->engine.data_dir) mkdir(o->engine.data_dir, 0755);
+
+    ff_engine_recovery rec;
+    int rc = ff_engine_open(&s->eng, &o->engine, &rec);
+    if (rc < 0) {
+        fprintf(stderr, "footfalld: cannot open %s: %s%s%s\n", o->engine.data_dir, ff_strerror(rc),
+                rec.log.cut_reason[0] ? ": " : "", rec.log.cut_reason);
+        goto out_loop;
+    }
+    report_recovery(s, &rec);
+    if (o->topology_file && (rc = apply_topology_file(s, o->topology_file)) < 0) goto out_engine;
+
+    uv_prepare_init(s->loop, &s->commit);
+    s->commit.data = s;
+    uv_prepare_start(&s->commit, on_commit);
+    uv_timer_init(s->loop, &s->tick);
+    s->tick.data = s;
+    uv_timer_start(&s->tick, on_tick, TICK_MS, TICK_MS);
+    uv_timer_init(s->loop, &s->fsync_timer);
+    s->fsync_timer.data = s;
+    if (o->fsync_mode == FF_FSYNC_INTERVAL) {
+        uint64_t ms = o->fsync_interval_ms > 0 ? (uint64_t)o->fsync_interval_ms : 1000;
+        uv_timer_start(&s->fsync_timer, on_fsync_timer, ms, ms);
+    }
+    uv_signal_init(s->loop, &s->sigterm);
+    uv_signal_init(s->loop, &s->sigint);
+    s->sigterm.data = s->sigint.data = s;
+    uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&s->sigint, on_signal, SIGINT);
+
+    if ((rc = open_listeners(s)) < 0) goto out_handles;
+    printf("footfalld: ready udp=%s tcp=%s http=%s\n", s->udp_on ? s->udp_name : "off",
+           s->tcp_on ? s->tcp_name : "off", s->http ? s->http_name : "off");
+    fflush(stdout);
+    uv_run(s->loop, UV_RUN_DEFAULT);
+    rc = 0;
+out_handles:
+    server_stop_all(s);
+out_engine:
+    ff_engine_close(s->eng);
+out_loop:
+    uv_loop_close(s->loop);
+    free(s->loop);
+    free(s->udp_buf);
+    free(s->uacks);
+    free(scratch_events);
+    scratch_events = NULL;
+    free(s);
+    return rc;
+}

@@ -1,0 +1,98 @@
+/*
+ * server_int.h -- what server.c, http.c and api.c share inside net/. Not a public
+ * contract: the layer's public headers are server.h, wire.h, csv.h, timefmt.h, jsonw.h.
+ */
+#ifndef FF_NET_SERVER_INT_H
+#define FF_NET_SERVER_INT_H
+
+#include "net/jsonw.h"
+#include "net/server.h"
+
+#include <uv.h>
+
+typedef struct ff_http ff_http;
+typedef struct tcp_conn tcp_conn;
+
+/* Counters for /metrics, by transport. */
+typedef struct ff_net_metrics {
+    uint64_t udp_datagrams, udp_events, udp_malformed, udp_overloaded, udp_acks_dropped;
+    uint64_t tcp_connections, tcp_frames, tcp_events, tcp_malformed, tcp_overloaded;
+    uint64_t http_requests, http_events, http_errors;
+    uint64_t syncs, sync_errors;
+} ff_net_metrics;
+
+/* A pending UDP ack: sent once the log position lsn is released. */
+typedef struct udp_ack {
+    uint64_t lsn;
+    struct sockaddr_storage addr;
+    uint8_t bytes[24];
+} udp_ack;
+
+typedef struct ff_server {
+    uv_loop_t *loop;
+    ff_engine *eng;
+    ff_server_opts opts;
+    ff_net_metrics m;
+    int64_t started_us;
+
+    uv_udp_t udp;
+    bool udp_on;
+    char *udp_buf;
+    size_t udp_buf_len;
+    udp_ack *uacks; /* ring of pending acks */
+    size_t uack_head, uack_len, uack_cap;
+
+    uv_tcp_t tcp;
+    bool tcp_on;
+    tcp_conn *conns; /* every open connection */
+
+    ff_http *http;
+
+    uv_prepare_t commit;
+    uv_timer_t tick;
+    uv_timer_t fsync_timer;
+    uv_signal_t sigterm, sigint;
+    bool stopping;
+
+    char udp_name[64], tcp_name[64], http_name[64];
+} ff_server;
+
+/* The log position up to which answers may be released under the fsync policy. */
+uint64_t ff__server_release_point(const ff_server *s);
+
+/* HTTP (http.c): MHD driven from the loop. */
+int ff__http_start(ff_server *s, const struct sockaddr_storage *addr, ff_http **out);
+/* Releases suspended answers whose position is <= lsn. */
+void ff__http_release(ff_http *h, uint64_t lsn);
+/* Stops accepting, then frees. */
+void ff__http_stop(ff_http *h);
+/* The bound port (for the ready line). */
+int ff__http_port(const ff_http *h);
+
+/* One HTTP request as the API sees it: pure data, no MHD. */
+typedef struct ff_api_req {
+    const char *method;
+    const char *path;                                   /* without the query string */
+    const char *(*arg)(void *ctx, const char *name);    /* query argument or NULL */
+    const char *(*header)(void *ctx, const char *name); /* request header or NULL */
+    void *ctx;
+    const char *body;
+    size_t body_len;
+} ff_api_req;
+
+typedef struct ff_api_reply {
+    unsigned status;
+    const char *content_type;
+    ff_buf body;
+    bool wait_durable; /* the answer waits for the log position at reply time */
+} ff_api_reply;
+
+/* Handles one request (api.c). reply->body is initialised by the caller. */
+void ff__api_handle(ff_server *s, const ff_api_req *req, ff_api_reply *reply);
+/* Applies a topology document (JSON text); on error writes a sentence into err. */
+int ff__api_apply_topology(ff_engine *e, const char *json, size_t len, char *err, size_t errlen,
+                           int *http_status);
+/* Writes the Prometheus text (metrics.c). */
+void ff__metrics_write(ff_server *s, ff_buf *b);
+
+#endif /* FF_NET_SERVER_INT_H */
