@@ -745,6 +745,63 @@ static void put_topology(ff_server *s, const ff_api_req *q, ff_api_reply *r)
     r->wait_durable = true;
 }
 
+static int doc_space(void *ctx, const ff_space_info *s)
+{
+    list_ctx *l = ctx;
+    if (l->n++) ff_buf_adds(l->b, ",");
+    ff_buf_adds(l->b, "\n  {\"id\":");
+    ff_buf_addu(l->b, s->def.id);
+    ff_buf_adds(l->b, ",\"name\":");
+    ff_json_str(l->b, s->def.name);
+    if (s->def.has_capacity) ff_buf_addf(l->b, ",\"capacity\":%lld", (long long)s->def.capacity);
+    if (s->def.clamp_at_zero) ff_buf_adds(l->b, ",\"clamp_at_zero\":true");
+    ff_buf_adds(l->b, "}");
+    return 0;
+}
+
+static int doc_doorway(void *ctx, const ff_doorway_def *d)
+{
+    list_ctx *l = ctx;
+    if (l->n++) ff_buf_adds(l->b, ",");
+    ff_buf_adds(l->b, "\n  ");
+    write_doorway(l->b, d);
+    return 0;
+}
+
+/* One entry per assignment version, so the document gives the DPU's whole history. */
+static int doc_dpu(void *ctx, uint32_t id, const ff_assignment *v, size_t n)
+{
+    list_ctx *l = ctx;
+    for (size_t i = 0; i < n; i++) {
+        if (l->n++) ff_buf_adds(l->b, ",");
+        ff_buf_addf(l->b, "\n  {\"id\":%u", id);
+        if (v[i].doorway_id) ff_buf_addf(l->b, ",\"doorway_id\":%u", v[i].doorway_id);
+        if (v[i].entry_space_id) ff_buf_addf(l->b, ",\"entry_space_id\":%u", v[i].entry_space_id);
+        if (v[i].exit_space_id) ff_buf_addf(l->b, ",\"exit_space_id\":%u", v[i].exit_space_id);
+        if (v[i].effective_from != FF_TS_MIN) {
+            ff_buf_adds(l->b, ",\"effective_from\":");
+            ff_json_time(l->b, v[i].effective_from);
+        }
+        ff_buf_adds(l->b, "}");
+    }
+    return 0;
+}
+
+/* GET /v1/topology: the whole topology as a document PUT /v1/topology takes back. */
+static void get_topology(ff_server *s, ff_api_reply *r)
+{
+    list_ctx l = {.b = &r->body};
+    ff_buf_adds(&r->body, "{\"spaces\":[");
+    ff_engine_spaces(s->eng, doc_space, &l);
+    l.n = 0;
+    ff_buf_adds(&r->body, "],\n\"doorways\":[");
+    ff_engine_doorways(s->eng, doc_doorway, &l);
+    l.n = 0;
+    ff_buf_adds(&r->body, "],\n\"dpus\":[");
+    ff_engine_dpus(s->eng, doc_dpu, &l);
+    ff_buf_adds(&r->body, "]}\n");
+}
+
 /* ---- Occupancy routes -------------------------------------------------------------- */
 
 static void get_count(ff_server *s, const ff_api_req *q, ff_api_reply *r, uint32_t id)
@@ -1149,6 +1206,10 @@ void ff__api_handle(ff_server *s, const ff_api_req *q, ff_api_reply *r)
         if (n == 2 && is(seg[1], len[1], "topology")) {
             if (strcmp(m, "PUT") == 0) {
                 put_topology(s, q, r);
+                return;
+            }
+            if (get) {
+                get_topology(s, r);
                 return;
             }
             {
