@@ -5,11 +5,13 @@
 #include "storage/log.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 /* ---- helpers --------------------------------------------------------------------- */
 
@@ -119,6 +121,11 @@ static void assert_same(const struct recs *got, const struct recs *want, size_t 
                      "record %zu payload", i);
         if (i) cr_assert_gt(got->v[i].lsn, got->v[i - 1].lsn);
     }
+}
+
+static int stop_at_two(void *ctx, int type, const void *payload, uint32_t len, uint64_t lsn)
+{
+    return ++*(int *)ctx == 2 ? 42 : 0;
 }
 
 static ff_log *open_ok(const ff_log_opts *o, struct recs *got, ff_log_recovery *rep)
@@ -302,4 +309,452 @@ Test(log, second_open_of_the_same_directory_is_refused)
     ff_log *log = open_ok(NULL, NULL, NULL), *two = NULL;
     cr_assert_eq(ff_log_open(&two, tdir, NULL, NULL, NULL, NULL), -EBUSY);
     cr_assert_eq(ff_log_close(log), 0);
+}
+
+/* ---- files on disk ---------------------------------------------------------------- */
+
+/* The bytes of every file of the log directory, sorted by name (= by base). */
+struct img {
+    char name[256];
+    uint8_t *b;
+    size_t n;
+};
+
+struct snap {
+    struct img f[32];
+    int n;
+};
+
+static int cmp_img(const void *a, const void *b)
+{
+    return strcmp(((const struct img *)a)->name, ((const struct img *)b)->name);
+}
+
+static uint8_t *slurp(const char *path, size_t *n)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY);
+    cr_assert_geq(fd, 0, "open %s", path);
+    cr_assert_eq(fstat(fd, &st), 0);
+    uint8_t *b = ff_xmalloc((size_t)st.st_size + 1);
+    cr_assert_eq(pread(fd, b, (size_t)st.st_size, 0), st.st_size);
+    close(fd);
+    *n = (size_t)st.st_size;
+    return b;
+}
+
+static void spit(const char *path, const void *b, size_t n)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    cr_assert_geq(fd, 0, "create %s", path);
+    cr_assert_eq(pwrite(fd, b, n, 0), (ssize_t)n);
+    close(fd);
+}
+
+static void snap_take(struct snap *s)
+{
+    DIR *d = opendir(tdir);
+    cr_assert_not_null(d);
+    s->n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.') continue;
+        cr_assert_lt(s->n, 32);
+        struct img *f = &s->f[s->n++];
+        snprintf(f->name, sizeof f->name, "%s", e->d_name);
+        f->b = slurp(path_of(f->name), &f->n);
+    }
+    closedir(d);
+    qsort(s->f, (size_t)s->n, sizeof s->f[0], cmp_img);
+}
+
+static void snap_restore(const struct snap *s)
+{
+    rm_rf(tdir);
+    cr_assert_eq(mkdir(tdir, 0700), 0);
+    for (int i = 0; i < s->n; i++) spit(path_of(s->f[i].name), s->f[i].b, s->f[i].n);
+}
+
+static void snap_free(struct snap *s)
+{
+    for (int i = 0; i < s->n; i++) free(s->f[i].b);
+    s->n = 0;
+}
+
+static uint64_t base_of(const struct img *f)
+{
+    return strtoull(f->name + 4, NULL, 16);
+}
+
+/* Offset after the last non-zero byte of b[from, to), or from if none. */
+static uint64_t nz_end(const uint8_t *b, uint64_t from, uint64_t to)
+{
+    while (to > from && b[to - 1] == 0) to--;
+    return to;
+}
+
+static uint64_t size_of_rec(uint32_t len)
+{
+    return 24 + ((len + 7u) & ~7u);
+}
+
+/*
+ * Opens the damaged log and asserts: exactly the first `keep` records of `want` are
+ * replayed, the cut is as given (cut_off -1: none), and appending after the recovery
+ * then reopening replays the prefix plus the new records and nothing else.
+ */
+static void check_recovery(const ff_log_opts *o, const struct recs *want, size_t keep,
+                           const char *cut_file, int64_t cut_off, uint64_t cut_bytes,
+                           const char *what)
+{
+    struct recs got = {0}, want2 = {0};
+    ff_log_recovery rep;
+    ff_log *log = open_ok(o, &got, &rep);
+
+    cr_assert_eq(got.n, keep, "%s: replayed %zu, expected %zu", what, got.n, keep);
+    assert_same(&got, want, keep);
+    cr_assert_eq(rep.records, keep, "%s", what);
+    cr_assert_eq(rep.cut_offset, cut_off, "%s: cut at %lld, expected %lld", what,
+                 (long long)rep.cut_offset, (long long)cut_off);
+    if (cut_off >= 0) {
+        cr_assert_str_eq(rep.cut_file, cut_file, "%s", what);
+        cr_assert_eq(rep.cut_bytes, cut_bytes, "%s: cut %llu bytes, expected %llu", what,
+                     (unsigned long long)rep.cut_bytes, (unsigned long long)cut_bytes);
+        cr_assert_str_not_empty(rep.cut_reason);
+    }
+    uint64_t w = keep ? want->v[keep - 1].lsn : 0;
+    cr_assert_eq(ff_log_written(log), w, "%s: written", what);
+    for (size_t i = 0; i < keep; i++)
+        recs_push(&want2, want->v[i].type, want->v[i].data, want->v[i].len, want->v[i].lsn);
+    append_n(log, &want2, 1000, 3);
+    cr_assert_eq(ff_log_close(log), 0);
+    recs_free(&got);
+
+    log = open_ok(o, &got, &rep);
+    assert_same(&got, &want2, want2.n);
+    cr_assert_eq(rep.cut_offset, -1, "%s: second recovery is clean", what);
+    cr_assert_eq(ff_log_close(log), 0);
+    recs_free(&got);
+    recs_free(&want2);
+}
+
+/* Builds a log spanning several 64 KiB files; returns its records and files. */
+static void build(const ff_log_opts *o, struct recs *want, size_t n, struct snap *s)
+{
+    ff_log *log = open_ok(o, NULL, NULL);
+    append_n(log, want, 0, n);
+    cr_assert_eq(ff_log_close(log), 0);
+    snap_take(s);
+}
+
+/* Index of the first record of the last file. */
+static size_t first_in_last(const struct recs *want, const struct snap *s)
+{
+    uint64_t base = base_of(&s->f[s->n - 1]);
+    size_t i = 0;
+    while (i < want->n && want->v[i].lsn - size_of_rec(want->v[i].len) < base) i++;
+    return i;
+}
+
+/* ---- crash tests ------------------------------------------------------------------- */
+
+/*
+ * For every record boundary of the last file, and a sample of offsets inside the record
+ * that follows it, the lost tail is simulated by zeroing (zero=1) or truncating the file
+ * there.
+ */
+static void lost_tail_loop(int zero)
+{
+    ff_log_opts o = {.file_bytes = 64 << 10};
+    struct recs want = {0};
+    struct snap s;
+    build(&o, &want, 170, &s);
+    cr_assert_geq(s.n, 2);
+    const struct img *last = &s.f[s.n - 1];
+    uint64_t base = base_of(last);
+    size_t first = first_in_last(&want, &s);
+    cr_assert_gt(want.n - first, 10, "enough records in the last file");
+
+    for (size_t i = first; i <= want.n; i++) {
+        uint64_t start = i ? want.v[i - 1].lsn - base : 64;
+        if (i == first) start = 64;
+        uint64_t rsz = i < want.n ? size_of_rec(want.v[i].len) : 9;
+        uint64_t deltas[] = {0, 1, 7, 8, 12, 16, 23, 24, 25, rsz / 2, rsz - 1};
+        for (size_t d = 0; d < FF_ARRAY_LEN(deltas); d++) {
+            uint64_t p = start + deltas[d];
+            if (deltas[d] >= rsz || (d && deltas[d] == deltas[d - 1])) continue;
+            /* Damage that changes no byte of the record is the next boundary's case. */
+            if (i < want.n && nz_end(last->b, p, start + rsz) == p) continue;
+            char what[128];
+            snprintf(what, sizeof what, "%s at record %zu + %llu", zero ? "zero" : "truncate", i,
+                     (unsigned long long)deltas[d]);
+            snap_restore(&s);
+            if (zero) {
+                uint8_t *b = calloc(1, last->n - p);
+                spit(path_of(last->name), last->b, p);
+                int fd = open(path_of(last->name), O_WRONLY | O_APPEND);
+                cr_assert_eq(write(fd, b, last->n - p), (ssize_t)(last->n - p));
+                close(fd);
+                free(b);
+            } else {
+                cr_assert_eq(truncate(path_of(last->name), (off_t)p), 0);
+            }
+            uint64_t nz = nz_end(last->b, start, p);
+            int cut = !zero || nz > start;
+            check_recovery(&o, &want, i, last->name, cut ? (int64_t)start : -1, nz - start, what);
+        }
+    }
+    snap_free(&s);
+    recs_free(&want);
+}
+
+Test(log, lost_tail_zeroed_at_every_boundary_is_cut, .timeout = 240)
+{
+    lost_tail_loop(1);
+}
+
+Test(log, lost_tail_truncated_at_every_boundary_is_cut, .timeout = 240)
+{
+    lost_tail_loop(0);
+}
+
+/* Flips one byte at every header field and a sample of payload offsets of each record. */
+Test(log, garbled_byte_in_any_record_cuts_from_that_record, .timeout = 240)
+{
+    ff_log_opts o = {.file_bytes = 64 << 10};
+    struct recs want = {0};
+    struct snap s;
+    build(&o, &want, 170, &s);
+    struct img *last = &s.f[s.n - 1];
+    uint64_t base = base_of(last);
+    size_t first = first_in_last(&want, &s);
+
+    for (size_t i = first; i < want.n; i++) {
+        uint32_t len = want.v[i].len;
+        uint64_t rsz = size_of_rec(len);
+        uint64_t start = want.v[i].lsn - base - rsz;
+        uint64_t offs[] = {0, 5, 8, 10, 12, 14, 16, 21, 24, 24 + len / 2, 24 + len - 1, rsz - 1};
+        for (size_t k = 0; k < FF_ARRAY_LEN(offs); k++) {
+            uint64_t p = start + offs[k];
+            char what[128];
+            snprintf(what, sizeof what, "flip at record %zu + %llu", i,
+                     (unsigned long long)offs[k]);
+            last->b[p] ^= 0x5a;
+            uint64_t nz = nz_end(last->b, start, last->n);
+            snap_restore(&s);
+            last->b[p] ^= 0x5a;
+            check_recovery(&o, &want, i, last->name, (int64_t)start, nz - start, what);
+        }
+    }
+    /* A stray byte in the zero tail after the last record is cut too. */
+    uint64_t end = want.v[want.n - 1].lsn - base, p = end + 1000;
+    last->b[p] = 1;
+    snap_restore(&s);
+    last->b[p] = 0;
+    check_recovery(&o, &want, want.n, last->name, (int64_t)end, p + 1 - end, "stray byte");
+    snap_free(&s);
+    recs_free(&want);
+}
+
+/* A record committed into the zeroed tail must never validate a stale record after it. */
+Test(log, stale_records_after_a_cut_never_reappear)
+{
+    ff_log_opts o = {.file_bytes = 64 << 10};
+    struct recs want = {0}, got = {0};
+    struct snap s;
+    ff_log *log = open_ok(&o, NULL, NULL);
+    /* Equal-sized records: new records after the cut land on the old boundaries. */
+    uint8_t buf[100];
+    for (int i = 0; i < 20; i++) {
+        uint64_t lsn;
+        memset(buf, i, sizeof buf);
+        cr_assert_eq(ff_log_append(log, FF_LOG_EVENTS, buf, sizeof buf, &lsn), 0);
+        recs_push(&want, FF_LOG_EVENTS, buf, sizeof buf, lsn);
+    }
+    cr_assert_eq(ff_log_close(log), 0);
+    snap_take(&s);
+    uint64_t start5 = want.v[4].lsn; /* record 5 starts here */
+    s.f[0].b[start5 + 30] ^= 1;
+    snap_restore(&s);
+    ff_log_recovery rep;
+    log = open_ok(&o, &got, &rep);
+    cr_assert_eq(got.n, 5);
+    cr_assert_eq(rep.cut_offset, (int64_t)start5);
+    recs_free(&got);
+    memset(buf, 0xEE, sizeof buf);
+    uint64_t lsn;
+    cr_assert_eq(ff_log_append(log, FF_LOG_EVENTS, buf, sizeof buf, &lsn), 0);
+    cr_assert_eq(lsn, want.v[5].lsn, "new record lands on the old boundary");
+    cr_assert_eq(ff_log_close(log), 0);
+    log = open_ok(&o, &got, &rep);
+    cr_assert_eq(got.n, 6, "old records 6.. stay gone");
+    cr_assert_eq(got.v[5].data[0], 0xEE);
+    cr_assert_eq(rep.cut_offset, -1);
+    cr_assert_eq(ff_log_close(log), 0);
+    recs_free(&got);
+    recs_free(&want);
+    snap_free(&s);
+}
+
+/* A valid record copied to another position (a stale life of those bytes) is not valid. */
+Test(log, record_bytes_at_a_different_position_do_not_validate)
+{
+    ff_log_opts o = {.file_bytes = 64 << 10};
+    struct recs want = {0};
+    struct snap s;
+    build(&o, &want, 6, &s);
+    uint64_t rsz = size_of_rec(want.v[2].len), end = want.v[5].lsn;
+    memcpy(s.f[0].b + end, s.f[0].b + want.v[2].lsn - rsz, rsz);
+    snap_restore(&s);
+    check_recovery(&o, &want, 6, s.f[0].name, (int64_t)end, nz_end(s.f[0].b, end, s.f[0].n) - end,
+                   "copied record");
+    snap_free(&s);
+    recs_free(&want);
+}
+
+/* ---- damaged files that are not a tail ------------------------------------------- */
+
+Test(log, corruption_in_an_earlier_file_is_fatal_and_named)
+{
+    ff_log_opts o = {.file_bytes = 64 << 10};
+    struct recs want = {0};
+    struct snap s;
+    build(&o, &want, 300, &s);
+    cr_assert_geq(s.n, 3);
+    for (int f = 0; f < s.n - 1; f++) {
+        uint64_t base = base_of(&s.f[f]);
+        /* the third record of file f */
+        size_t i = 0, seen = 0;
+        for (; i < want.n; i++) {
+            uint64_t st = want.v[i].lsn - size_of_rec(want.v[i].len);
+            if (st >= base && st < base + s.f[f].n && ++seen == 3) break;
+        }
+        uint64_t off = want.v[i].lsn - size_of_rec(want.v[i].len) - base;
+        s.f[f].b[off + 30] ^= 0x80;
+        snap_restore(&s);
+        s.f[f].b[off + 30] ^= 0x80;
+
+        ff_log *log = NULL;
+        ff_log_recovery rep;
+        char off_s[64];
+        cr_assert_eq(ff_log_open(&log, tdir, &o, NULL, NULL, &rep), FF_ECORRUPT);
+        cr_assert_null(log);
+        snprintf(off_s, sizeof off_s, "offset %llu", (unsigned long long)off);
+        cr_assert_not_null(strstr(rep.cut_reason, s.f[f].name), "%s", rep.cut_reason);
+        cr_assert_not_null(strstr(rep.cut_reason, off_s), "%s", rep.cut_reason);
+    }
+    snap_free(&s);
+    recs_free(&want);
+}
+
+Test(log, lost_tail_of_an_earlier_file_is_fatal)
+{
+    ff_log_opts o = {.file_bytes = 64 << 10};
+    struct recs want = {0};
+    struct snap s;
+    build(&o, &want, 300, &s);
+    size_t i = 0;
+    while (want.v[i + 1].lsn <= s.f[0].n) i++;
+    /* file 0 loses its last record cleanly: only file 1's prev_end can tell */
+    uint64_t last0 = want.v[i].lsn - size_of_rec(want.v[i].len);
+    memset(s.f[0].b + last0, 0, s.f[0].n - last0);
+    snap_restore(&s);
+    ff_log *log = NULL;
+    ff_log_recovery rep;
+    cr_assert_eq(ff_log_open(&log, tdir, &o, NULL, NULL, &rep), FF_ECORRUPT);
+    cr_assert_not_null(strstr(rep.cut_reason, s.f[1].name), "%s", rep.cut_reason);
+    snap_free(&s);
+    recs_free(&want);
+}
+
+Test(log, missing_middle_file_is_fatal)
+{
+    ff_log_opts o = {.file_bytes = 64 << 10};
+    struct recs want = {0};
+    struct snap s;
+    build(&o, &want, 300, &s);
+    cr_assert_geq(s.n, 3);
+    cr_assert_eq(unlink(path_of(s.f[1].name)), 0);
+    ff_log *log = NULL;
+    ff_log_recovery rep;
+    cr_assert_eq(ff_log_open(&log, tdir, &o, NULL, NULL, &rep), FF_ECORRUPT);
+    cr_assert_not_null(strstr(rep.cut_reason, s.f[2].name), "%s", rep.cut_reason);
+    snap_free(&s);
+    recs_free(&want);
+}
+
+Test(log, file_that_is_not_a_log_is_a_format_error)
+{
+    char junk[4096];
+    memset(junk, 'x', sizeof junk);
+    memcpy(junk, "hello, I am a text file\n", 24);
+    spit(path_of("log-0000000000000000.ffl"), junk, sizeof junk);
+    ff_log *log = NULL;
+    ff_log_recovery rep;
+    cr_assert_eq(ff_log_open(&log, tdir, NULL, NULL, NULL, &rep), FF_EFORMAT);
+    cr_assert_not_null(strstr(rep.cut_reason, "log-0000000000000000.ffl"), "%s", rep.cut_reason);
+    cr_assert_not_null(strstr(rep.cut_reason, "not a footfall"), "%s", rep.cut_reason);
+}
+
+Test(log, unknown_version_is_a_version_error)
+{
+    ff_log_opts o = {.file_bytes = 64 << 10};
+    struct recs want = {0};
+    struct snap s;
+    build(&o, &want, 5, &s);
+    uint32_t v = 2;
+    memcpy(s.f[0].b + 8, &v, 4);
+    uint64_t h = XXH3_64bits(s.f[0].b, 56);
+    memcpy(s.f[0].b + 56, &h, 8);
+    snap_restore(&s);
+    ff_log *log = NULL;
+    ff_log_recovery rep;
+    cr_assert_eq(ff_log_open(&log, tdir, &o, NULL, NULL, &rep), FF_EVERSION);
+    cr_assert_not_null(strstr(rep.cut_reason, "version 2"), "%s", rep.cut_reason);
+    snap_free(&s);
+    recs_free(&want);
+}
+
+Test(log, garbled_file_header_is_corrupt)
+{
+    ff_log_opts o = {.file_bytes = 64 << 10};
+    struct recs want = {0};
+    struct snap s;
+    build(&o, &want, 5, &s);
+    s.f[0].b[30] ^= 1; /* base LSN */
+    snap_restore(&s);
+    ff_log *log = NULL;
+    ff_log_recovery rep;
+    cr_assert_eq(ff_log_open(&log, tdir, &o, NULL, NULL, &rep), FF_ECORRUPT);
+    cr_assert_not_null(strstr(rep.cut_reason, "checksum"), "%s", rep.cut_reason);
+    snap_free(&s);
+    recs_free(&want);
+}
+
+Test(log, zero_last_file_from_an_interrupted_rotation_is_reinitialised)
+{
+    ff_log_opts o = {.file_bytes = 64 << 10};
+    struct recs want = {0}, got = {0};
+    struct snap s;
+    build(&o, &want, 5, &s);
+    cr_assert_eq(s.n, 1);
+    static uint8_t zeros[64 << 10];
+    spit(path_of("log-0000000000010000.ffl"), zeros, sizeof zeros);
+    spit(path_of("log-0000000000020000.ffl.tmp"), "half", 4);
+    check_recovery(&o, &want, 5, "", -1, 0, "zero last file");
+    ff_log *log = open_ok(&o, &got, NULL);
+    cr_assert_eq(ff_log_files(log), 2);
+    cr_assert_eq(access(path_of("log-0000000000020000.ffl.tmp"), F_OK), -1,
+                 "leftover temp file removed");
+    cr_assert_eq(ff_log_close(log), 0);
+    recs_free(&got);
+    snap_free(&s);
+    recs_free(&want);
+}
+
+Test(log, callback_can_stop_the_replay)
+{
+    ff_log *log = open_ok(NULL, NULL, NULL);
+    append_n(log, NULL, 0, 3);
+    cr_assert_eq(ff_log_close(log), 0);
+    cr_assert_eq(ff_log_open(&log, tdir, NULL, stop_at_two, &(int){0}, NULL), 42);
 }
