@@ -530,6 +530,21 @@ static int scan_records(struct recover *r, const uint8_t *map, const struct fhdr
     return 0;
 }
 
+/* Gives an all-zero last file (interrupted creation) the header it should have had. */
+static int reinit_header(struct recover *r, int fd, uint64_t base, struct fhdr *h)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0) return -errno;
+    h->version = FILE_VERSION;
+    h->seq = r->have_prev ? r->prev.seq + 1 : 1;
+    h->base = base;
+    h->prev_end = r->have_prev ? r->prev_end : base;
+    h->salt = new_salt();
+    h->size = r->log->file_bytes;
+    if ((uint64_t)st.st_size > h->size) h->size = pad8((uint64_t)st.st_size);
+    return file_init(fd, h);
+}
+
 /* Reads and checks the header of file `name`, re-initialising an all-zero last one. */
 static int read_header(struct recover *r, int fd, const char *name, uint64_t base, int last,
                        struct fhdr *h)
@@ -541,30 +556,16 @@ static int read_header(struct recover *r, int fd, const char *name, uint64_t bas
     int rc;
 
     if (got < 0) return -errno;
-    if (last && memcmp(b, zero, FILE_HDR) == 0) {
-        struct stat st;
-        if (fstat(fd, &st) != 0) return -errno;
-        h->version = FILE_VERSION;
-        h->seq = r->have_prev ? r->prev.seq + 1 : 1;
-        h->base = base;
-        h->prev_end = r->have_prev ? r->prev_end : base;
-        h->salt = new_salt();
-        h->size = r->log->file_bytes;
-        if ((uint64_t)st.st_size > h->size) h->size = pad8((uint64_t)st.st_size);
-        return file_init(fd, h);
-    }
-    rc = got < FILE_HDR ? FF_ECORRUPT : fhdr_decode(b, h, &why);
-    if (got < FILE_HDR) why = "file shorter than its header";
+    if (last && memcmp(b, zero, FILE_HDR) == 0) return reinit_header(r, fd, base, h);
+    rc = fhdr_decode(b, h, &why);
     if (rc == FF_EVERSION) {
         say(r->rep, name, 0, "%s: log format version %u, expected %u", name, h->version,
             FILE_VERSION);
         return rc;
     }
-    if (rc) {
-        say(r->rep, name, 0, "%s: %s", name, why);
-        return rc;
-    }
-    return 0;
+    if (rc == FF_ECORRUPT && got < FILE_HDR) why = "file shorter than its header";
+    if (rc) say(r->rep, name, 0, "%s: %s", name, why);
+    return rc;
 }
 
 /* Checks that h continues the previous file. */
@@ -617,15 +618,48 @@ static void install_last(struct recover *r, int fd, uint8_t *map, const struct f
     log->written = log->durable = end > FILE_HDR ? h->base + end : h->prev_end;
 }
 
+/*
+ * Checks the file's length against its header. The last file may have lost its end
+ * (*trunc = its length; it is extended back with zeros), an earlier one may not.
+ */
+static int check_length(struct recover *r, int fd, const char *name, const struct fhdr *h, int last,
+                        int64_t *trunc)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0) return -errno;
+    *trunc = -1;
+    if ((uint64_t)st.st_size >= h->size) return 0;
+    if (!last) {
+        say(r->rep, name, st.st_size, "%s: truncated to %lld bytes", name, (long long)st.st_size);
+        return FF_ECORRUPT;
+    }
+    *trunc = st.st_size;
+    return -posix_fallocate(fd, 0, (off_t)h->size);
+}
+
+/* Ends the scan of a file that is not the last: it must end cleanly. */
+static int finish_earlier(struct recover *r, const char *name, const struct fhdr *h, uint64_t end,
+                          const char *why)
+{
+    if (why) {
+        say(r->rep, name, (int64_t)end, "%s: corrupt at offset %llu: %s", name,
+            (unsigned long long)end, why);
+        return FF_ECORRUPT;
+    }
+    r->have_prev = 1;
+    r->prev = *h;
+    r->prev_end = end > FILE_HDR ? h->base + end : h->prev_end;
+    return 0;
+}
+
 /* Opens, checks and replays one file; the last one becomes the current file. */
 static int recover_file(struct recover *r, uint64_t base, int last)
 {
     char name[NAME_LEN + 1];
     struct fhdr h;
-    struct stat st;
     uint8_t *map = NULL;
     uint64_t end;
-    int64_t trunc = -1;
+    int64_t trunc;
     const char *why;
     int fd, rc;
 
@@ -633,25 +667,9 @@ static int recover_file(struct recover *r, uint64_t base, int last)
     fd = openat(r->log->dirfd, name, (last ? O_RDWR : O_RDONLY) | O_CLOEXEC);
     if (fd < 0) return -errno;
     rc = read_header(r, fd, name, base, last, &h);
-    if (rc) goto out_close;
-    rc = check_chain(r, name, base, &h);
-    if (rc) goto out_close;
-    if (fstat(fd, &st) != 0) {
-        rc = -errno;
-        goto out_close;
-    }
-    if ((uint64_t)st.st_size < h.size) {
-        if (!last) {
-            say(r->rep, name, st.st_size, "%s: truncated to %lld bytes", name,
-                (long long)st.st_size);
-            rc = FF_ECORRUPT;
-            goto out_close;
-        }
-        trunc = st.st_size;
-        rc = -posix_fallocate(fd, 0, (off_t)h.size);
-        if (rc) goto out_close;
-    }
-    rc = map_file(fd, h.size, last, &map);
+    if (!rc) rc = check_chain(r, name, base, &h);
+    if (!rc) rc = check_length(r, fd, name, &h, last, &trunc);
+    if (!rc) rc = map_file(fd, h.size, last, &map);
     if (rc) goto out_close;
     rc = scan_records(r, map, &h, &end, &why);
     if (rc) goto out_unmap;
@@ -659,16 +677,8 @@ static int recover_file(struct recover *r, uint64_t base, int last)
     r->log->files++;
     r->log->disk_bytes += h.size;
     if (!last) {
-        if (why) {
-            say(r->rep, name, (int64_t)end, "%s: corrupt at offset %llu: %s", name,
-                (unsigned long long)end, why);
-            rc = FF_ECORRUPT;
-            goto out_unmap;
-        }
-        r->have_prev = 1;
-        r->prev = h;
-        r->prev_end = end > FILE_HDR ? h.base + end : h.prev_end;
-        goto out_unmap; /* done with this file */
+        rc = finish_earlier(r, name, &h, end, why);
+        goto out_unmap; /* done with this file either way */
     }
     rc = cut_tail(r, name, map, &h, end, why, trunc);
     if (rc) goto out_unmap;

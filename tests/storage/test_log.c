@@ -304,6 +304,36 @@ Test(log, payload_over_the_maximum_is_too_big)
     cr_assert_eq(ff_log_close(log), 0);
 }
 
+Test(log, empty_payload_or_type_zero_is_invalid)
+{
+    int err = 0;
+    uint8_t b = 1;
+    ff_log *log = open_ok(NULL, NULL, NULL);
+    cr_assert_null(ff_log_reserve(log, FF_LOG_EVENTS, 0, &err));
+    cr_assert_eq(err, FF_EINVALID);
+    cr_assert_eq(ff_log_append(log, 0, &b, 1, NULL), FF_EINVALID);
+    cr_assert_eq(ff_log_written(log), 0);
+    cr_assert_eq(ff_log_close(log), 0);
+}
+
+Test(log, rotation_makes_the_rotated_file_durable)
+{
+    ff_log_opts o = {.file_bytes = 64 << 10};
+    ff_log *log = open_ok(&o, NULL, NULL);
+    while (ff_log_files(log) < 3) {
+        uint64_t before = ff_log_written(log);
+        uint32_t files = ff_log_files(log);
+        append_n(log, NULL, 0, 1);
+        if (ff_log_files(log) > files)
+            cr_assert_eq(ff_log_durable(log), before, "old file synced at rotation");
+        else
+            cr_assert_lt(ff_log_durable(log), ff_log_written(log));
+    }
+    cr_assert_eq(ff_log_sync(log), 0);
+    cr_assert_eq(ff_log_durable(log), ff_log_written(log));
+    cr_assert_eq(ff_log_close(log), 0);
+}
+
 Test(log, second_open_of_the_same_directory_is_refused)
 {
     ff_log *log = open_ok(NULL, NULL, NULL), *two = NULL;
@@ -693,6 +723,15 @@ Test(log, file_that_is_not_a_log_is_a_format_error)
     cr_assert_eq(ff_log_open(&log, tdir, NULL, NULL, NULL, &rep), FF_EFORMAT);
     cr_assert_not_null(strstr(rep.cut_reason, "log-0000000000000000.ffl"), "%s", rep.cut_reason);
     cr_assert_not_null(strstr(rep.cut_reason, "not a footfall"), "%s", rep.cut_reason);
+}
+
+Test(log, short_file_that_is_not_a_log_is_a_format_error)
+{
+    spit(path_of("log-0000000000000000.ffl"), "not a log\n", 10);
+    ff_log *log = NULL;
+    ff_log_recovery rep;
+    cr_assert_eq(ff_log_open(&log, tdir, NULL, NULL, NULL, &rep), FF_EFORMAT);
+    cr_assert_str_eq(rep.cut_file, "log-0000000000000000.ffl");
 }
 
 Test(log, unknown_version_is_a_version_error)
