@@ -15,13 +15,7 @@
 
 /* ---- helpers --------------------------------------------------------------------- */
 
-static char tdir[64];
-
-static void dir_setup(void)
-{
-    strcpy(tdir, "/tmp/ff-test-log-XXXXXX");
-    cr_assert_not_null(mkdtemp(tdir));
-}
+static char tdir[128];
 
 static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -36,6 +30,29 @@ static void rm_rf(const char *d)
 static void dir_teardown(void)
 {
     rm_rf(tdir);
+}
+
+/*
+ * Each test works in its own directory under one root made by the runner process, which
+ * removes the root at the end: a failed assertion ends a test without running .fini.
+ */
+ReportHook(PRE_ALL)(struct criterion_test_set *set)
+{
+    char root[] = "/tmp/ff-test-log-XXXXXX";
+    if (mkdtemp(root)) setenv("FF_TEST_LOG_ROOT", root, 1);
+}
+
+ReportHook(POST_ALL)(struct criterion_global_stats *stats)
+{
+    const char *root = getenv("FF_TEST_LOG_ROOT");
+    if (root) rm_rf(root);
+}
+
+static void dir_setup(void)
+{
+    const char *root = getenv("FF_TEST_LOG_ROOT");
+    snprintf(tdir, sizeof tdir, "%s/t-XXXXXX", root ? root : "/tmp");
+    cr_assert_not_null(mkdtemp(tdir));
 }
 
 static char *path_of(const char *name)
