@@ -57,7 +57,7 @@ static void dir_setup(void)
 
 static char *path_of(const char *name)
 {
-    static char p[256];
+    static char p[512];
     snprintf(p, sizeof p, "%s/%s", tdir, name);
     return p;
 }
