@@ -96,13 +96,18 @@ void ff_frame_records(const uint8_t *rec, size_t count, ff_event *out)
 #endif
 }
 
-size_t ff_frame_encode(uint8_t *buf, uint64_t batch_id, bool ack, const ff_event *ev, size_t n)
+void ff_frame_encode_header(uint8_t out[FF_FRAME_HEADER], uint64_t batch_id, bool ack, size_t n)
 {
     FF_ASSERT(n >= 1 && n <= FF_FRAME_MAX_COUNT);
-    memcpy(buf, frame_magic, 4);
-    put16(buf + 4, (uint16_t)n);
-    put16(buf + 6, ack ? FF_FRAME_FLAG_ACK : 0);
-    put64(buf + 8, batch_id);
+    memcpy(out, frame_magic, 4);
+    put16(out + 4, (uint16_t)n);
+    put16(out + 6, ack ? FF_FRAME_FLAG_ACK : 0);
+    put64(out + 8, batch_id);
+}
+
+size_t ff_frame_encode(uint8_t *buf, uint64_t batch_id, bool ack, const ff_event *ev, size_t n)
+{
+    ff_frame_encode_header(buf, batch_id, ack, n);
     uint8_t *rec = buf + FF_FRAME_HEADER;
 #if WIRE_LE_HOST
     memcpy(rec, ev, n * FF_FRAME_RECORD);

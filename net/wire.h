@@ -16,12 +16,12 @@
 
 #include <stdbool.h>
 
-#define FF_FRAME_HEADER 16
-#define FF_FRAME_RECORD 16
+#define FF_FRAME_HEADER    16
+#define FF_FRAME_RECORD    16
 #define FF_FRAME_MAX_COUNT 4096
-#define FF_FRAME_MAX (FF_FRAME_HEADER + FF_FRAME_RECORD * FF_FRAME_MAX_COUNT)
-#define FF_FRAME_FLAG_ACK 0x0001
-#define FF_ACK_SIZE 24
+#define FF_FRAME_MAX       (FF_FRAME_HEADER + FF_FRAME_RECORD * FF_FRAME_MAX_COUNT)
+#define FF_FRAME_FLAG_ACK  0x0001
+#define FF_ACK_SIZE        24
 
 enum ff_ack_status {
     FF_ACK_OK = 0,        /* all taken */
@@ -61,8 +61,12 @@ static inline size_t ff_frame_size(const ff_frame_header *h)
 void ff_frame_records(const uint8_t *rec, size_t count, ff_event *out);
 /* Encodes a frame of n (1..4096) events into buf (FF_FRAME_HEADER + 16 n bytes);
  * returns its size. */
-size_t ff_frame_encode(uint8_t *buf, uint64_t batch_id, bool ack, const ff_event *ev,
-                       size_t n);
+size_t ff_frame_encode(uint8_t *buf, uint64_t batch_id, bool ack, const ff_event *ev, size_t n);
+
+/* Encodes only the 16-byte header of a frame of n (1..4096) records, for a sender that
+ * writes the records from elsewhere (on a little-endian host an ff_event array is
+ * already in wire order). */
+void ff_frame_encode_header(uint8_t out[FF_FRAME_HEADER], uint64_t batch_id, bool ack, size_t n);
 
 void ff_ack_encode(uint8_t out[FF_ACK_SIZE], const ff_ack *a);
 /* Returns 0, or FF_EFORMAT for a bad magic. */

@@ -166,3 +166,15 @@ Test(wire, ack_bad_magic)
     ff_frame_encode(buf, 1, true, &e, 1); /* a frame is not an ack */
     cr_assert_eq(ff_ack_decode(buf, &b), FF_EFORMAT);
 }
+
+Test(wire, header_alone_matches_full_encoding)
+{
+    ff_event e[2] = {ev(1, 1, 2, 3), ev(4, -1, 5, 6)};
+    uint8_t h[FF_FRAME_HEADER];
+    ff_frame_encode(buf, 0xabcdef, true, e, 2);
+    ff_frame_encode_header(h, 0xabcdef, true, 2);
+    cr_assert_arr_eq(h, buf, FF_FRAME_HEADER);
+    ff_frame_encode(buf, 7, false, e, 1);
+    ff_frame_encode_header(h, 7, false, 1);
+    cr_assert_arr_eq(h, buf, FF_FRAME_HEADER);
+}
