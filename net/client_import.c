@@ -544,7 +544,7 @@ int ff_import_run(const char *buf, size_t len, const ff_import_opts *o, ff_impor
 out:
     progress(&im, true);
     res->elapsed_s = now_s() - im.t0;
-    qsort(res->issues, res->nissues, sizeof *res->issues, issue_cmp);
+    if (res->nissues) qsort(res->issues, res->nissues, sizeof *res->issues, issue_cmp);
     importer_release(&im);
     return rc < 0 ? rc : 0;
 }
