@@ -298,6 +298,48 @@ static int map_file(const char *path, const char **buf, size_t *len)
     return 0;
 }
 
+/* Reads import's flags into o, *file and *max_errors. 0, -1 for --help, or an exit code. */
+static int import_flags(int argc, char **argv, ff_import_opts *o, const char **file,
+                        size_t *max_errors)
+{
+    const char *v;
+    int64_t us;
+    for (int i = 1; i < argc; i++) {
+        int m;
+        if (is_help(argv[i])) return fputs(usage_import, stdout), -1;
+        if ((m = flag(argc, argv, &i, "--batch", &v))) {
+            if (m < 0 || !parse_count(v, 1, FF_FRAME_MAX_COUNT, &o->batch))
+                return fail(EXIT_USAGE, "import: --batch takes a count from 1 to 4096");
+        } else if ((m = flag(argc, argv, &i, "--window", &v))) {
+            if (m < 0 || !parse_count(v, 1, 4096, &o->window))
+                return fail(EXIT_USAGE, "import: --window takes a count from 1 to 4096");
+        } else if ((m = flag(argc, argv, &i, "--timeout", &v))) {
+            if (m < 0 || ff_duration_parse(v, strlen(v), &us) < 0 || us < 1000 ||
+                us > 3600 * FF_SECOND)
+                return fail(EXIT_USAGE, "import: --timeout takes a duration from 1ms to 1h");
+            o->timeout_ms = (int)(us / 1000);
+        } else if ((m = flag(argc, argv, &i, "--max-errors", &v))) {
+            if (m < 0 || !parse_count(v, 0, SIZE_MAX, max_errors))
+                return fail(EXIT_USAGE, "import: --max-errors takes a count");
+        } else if (flag(argc, argv, &i, "--no-progress", NULL)) {
+            o->progress = false;
+        } else if (flag(argc, argv, &i, "--progress", NULL)) {
+            o->progress = true;
+        } else if (flag(argc, argv, &i, "--no-resolve", NULL)) {
+            o->resolve = false;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            return fail(EXIT_USAGE, "import: unknown flag %s (see footfall import --help)",
+                        argv[i]);
+        } else if (!*file) {
+            *file = argv[i];
+        } else {
+            return fail(EXIT_USAGE, "import: one file at a time (see footfall import --help)");
+        }
+    }
+    if (!*file) return fail(EXIT_USAGE, "import: which file? (footfall import FILE.csv)");
+    return 0;
+}
+
 static int cmd_import(int argc, char **argv)
 {
     ff_import_opts o;
@@ -306,47 +348,11 @@ static int cmd_import(int argc, char **argv)
     o.http = G.http;
     o.token = G.token;
     o.progress = isatty(STDERR_FILENO);
-    const char *file = NULL, *v;
-    size_t max_errors = 1000, n;
-    int64_t us;
-    for (int i = 1; i < argc; i++) {
-        int m;
-        if (is_help(argv[i])) return fputs(usage_import, stdout), 0;
-        if ((m = flag(argc, argv, &i, "--batch", &v))) {
-            if (m < 0 || !parse_count(v, 1, FF_FRAME_MAX_COUNT, &o.batch))
-                return fail(EXIT_USAGE, "import: --batch takes a count from 1 to 4096");
-        } else if ((m = flag(argc, argv, &i, "--window", &v))) {
-            if (m < 0 || !parse_count(v, 1, 4096, &o.window))
-                return fail(EXIT_USAGE, "import: --window takes a count from 1 to 4096");
-        } else if ((m = flag(argc, argv, &i, "--timeout", &v))) {
-            if (m < 0 || ff_duration_parse(v, strlen(v), &us) < 0 || us < 1000 ||
-                us > 3600 * FF_SECOND)
-                return fail(EXIT_USAGE, "import: --timeout takes a duration from 1ms to 1h");
-            o.timeout_ms = (int)(us / 1000);
-        } else if ((m = flag(argc, argv, &i, "--max-errors", &v))) {
-            if (m < 0 || !parse_count(v, 0, SIZE_MAX, &max_errors))
-                return fail(EXIT_USAGE, "import: --max-errors takes a count");
-        } else if (flag(argc, argv, &i, "--no-progress", NULL)) {
-            o.progress = false;
-        } else if (flag(argc, argv, &i, "--progress", NULL)) {
-            o.progress = true;
-        } else if (flag(argc, argv, &i, "--no-resolve", NULL)) {
-            o.resolve = false;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            return fail(EXIT_USAGE, "import: unknown flag %s (see footfall import --help)",
-                        argv[i]);
-        } else if (!file) {
-            file = argv[i];
-        } else {
-            return fail(EXIT_USAGE, "import: one file at a time (see footfall import --help)");
-        }
-    }
-    (void)n;
-    if (!file) return fail(EXIT_USAGE, "import: which file? (footfall import FILE.csv)");
-    const char *buf;
-    size_t len;
-    int rc = map_file(file, &buf, &len);
-    if (rc) return rc;
+    const char *file = NULL, *buf;
+    size_t max_errors = 1000, len;
+    int rc = import_flags(argc, argv, &o, &file, &max_errors);
+    if (rc) return rc < 0 ? 0 : rc;
+    if ((rc = map_file(file, &buf, &len))) return rc;
     o.source = file;
 
     ff_import_result res;
