@@ -1,0 +1,253 @@
+/*
+ * rows.c -- the rows of one space: a settled sorted array followed by a pending ring,
+ * one logical sequence in canonical order (contract in engine/rows.h).
+ *
+ * Pending ring. Events arrive roughly in ts order, so most inserts land at the back: the
+ * insertion point is found by galloping from the last row (1, 2, 4, ... rows back, then
+ * a binary search in the last step), which is O(1) for an append and O(log d) for a row
+ * d places from the back. The ring then shifts whichever side of the insertion point is
+ * shorter by one slot, so a row that is early relative to a short ring is as cheap as a
+ * late one. The ring doubles when full (copying into logical order at index 0).
+ *
+ * Settled part. ff__rows_settle() moves rows with ts <= H off the front of the ring and
+ * appends them to a sorted array (bounded work per call). A late event whose place is
+ * inside that array is inserted there with a memmove: late events are rare and their
+ * refold is O(rows after them) anyway. The array is reached only through set_insert()
+ * and set_append(), so sealed segments can replace it.
+ *
+ * Fold. occ[i] = f(occ[i-1], delta[i]) with f(o, d) = o + d, or max(0, o + d) with
+ * clamp. After an insert or removal at p, rows from p on are refolded; since the deltas
+ * after p do not change, the refold stops at the first row whose stored value it
+ * reproduces. Values saturate at the int32 range (billions of events in one space
+ * would be needed to reach it).
+ *
+ * Invariants (ff__rows_check):
+ *   R1 capring is 0 or a power of two; npend <= capring; head < capring (or 0).
+ *   R2 nset <= capset.
+ *   R3 the whole sequence is in non-decreasing canonical order.
+ *   R4 every settled-part row has ts <= H.
+ *   R5 every occ is the fold of the deltas before it (spaces only).
+ */
+#include "engine/rows.h"
+
+#include <string.h>
+
+int ff__row_cmp(const ff__row *a, const ff_row_key *k)
+{
+    if (a->ts != k->ts) return a->ts < k->ts ? -1 : 1;
+    if (a->dpu != k->dpu_id) return a->dpu < k->dpu_id ? -1 : 1;
+    if (a->seq != k->seq) return a->seq < k->seq ? -1 : 1;
+    if (a->dir != k->direction) return a->dir < k->direction ? -1 : 1;
+    return 0;
+}
+
+static ff_row_key key_of(const ff__row *a)
+{
+    return (ff_row_key){.ts = a->ts, .dpu_id = a->dpu, .seq = a->seq, .direction = a->dir};
+}
+
+static ff__row *at_mut(ff__rows *r, size_t i)
+{
+    return (ff__row *)ff__rows_at(r, i);
+}
+
+size_t ff__rows_upper(const ff__rows *r, const ff_row_key *k)
+{
+    size_t n = ff__rows_n(r);
+    if (n == 0 || ff__row_cmp(ff__rows_at(r, n - 1), k) <= 0) return n;
+    size_t hi = n - 1, lo = 0, step = 1; /* row hi > k */
+    while (hi >= step) {
+        size_t m = hi - step;
+        if (ff__row_cmp(ff__rows_at(r, m), k) <= 0) {
+            lo = m + 1;
+            break;
+        }
+        hi = m;
+        step *= 2;
+    }
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ff__row_cmp(ff__rows_at(r, mid), k) <= 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+size_t ff__rows_lower_ts(const ff__rows *r, int64_t ts)
+{
+    size_t lo = 0, hi = ff__rows_n(r);
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ff__rows_at(r, mid)->ts < ts)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+bool ff__rows_has(const ff__rows *r, const ff_row_key *k)
+{
+    size_t i = ff__rows_upper(r, k);
+    return i > 0 && ff__row_cmp(ff__rows_at(r, i - 1), k) == 0;
+}
+
+int64_t ff__rows_occ_before(const ff__rows *r, size_t i)
+{
+    return i ? ff__rows_at(r, i - 1)->occ : 0;
+}
+
+static int32_t fold(int64_t occ, int delta, bool clamp)
+{
+    int64_t v = occ + delta;
+    if (clamp && v < 0) v = 0;
+    if (v > INT32_MAX) v = INT32_MAX;
+    if (v < INT32_MIN) v = INT32_MIN;
+    return (int32_t)v;
+}
+
+/* Refolds from p; force: row p is new and has no stored value to compare with. */
+static void refold(ff__rows *r, size_t p, bool force)
+{
+    size_t n = ff__rows_n(r);
+    int64_t occ = ff__rows_occ_before(r, p);
+    for (size_t i = p; i < n; i++) {
+        ff__row *x = at_mut(r, i);
+        int32_t v = fold(occ, x->delta, r->clamp);
+        if (x->occ == v && !(force && i == p)) break;
+        x->occ = v;
+        occ = v;
+    }
+}
+
+/* ---- the settled part (to be replaced by segments) ---- */
+
+static void set_insert(ff__rows *r, size_t i, const ff__row *row)
+{
+    r->set = ff_xgrow(r->set, &r->capset, r->nset + 1, sizeof(*r->set));
+    memmove(&r->set[i + 1], &r->set[i], (r->nset - i) * sizeof(*r->set));
+    r->set[i] = *row;
+    r->nset++;
+}
+
+static void set_append(ff__rows *r, const ff__row *rows, size_t n)
+{
+    r->set = ff_xgrow(r->set, &r->capset, r->nset + n, sizeof(*r->set));
+    memcpy(&r->set[r->nset], rows, n * sizeof(*rows));
+    r->nset += n;
+}
+
+/* ---- the pending ring ---- */
+
+static void ring_grow(ff__rows *r)
+{
+    uint32_t ncap = r->capring ? r->capring * 2 : 16;
+    FF_ASSERT(ncap > r->capring);
+    ff__row *nr = ff_xmalloc((size_t)ncap * sizeof(*nr));
+    for (uint32_t i = 0; i < r->npend; i++) nr[i] = r->ring[(r->head + i) & (r->capring - 1)];
+    free(r->ring);
+    r->ring = nr;
+    r->capring = ncap;
+    r->head = 0;
+}
+
+static void ring_insert(ff__rows *r, uint32_t q, const ff__row *row)
+{
+    if (r->npend == r->capring) ring_grow(r);
+    uint32_t mask = r->capring - 1;
+    if (q >= r->npend / 2) {
+        for (uint32_t i = r->npend; i > q; i--)
+            r->ring[(r->head + i) & mask] = r->ring[(r->head + i - 1) & mask];
+    } else {
+        r->head = (r->head - 1) & mask;
+        for (uint32_t i = 0; i < q; i++)
+            r->ring[(r->head + i) & mask] = r->ring[(r->head + i + 1) & mask];
+    }
+    r->ring[(r->head + q) & mask] = *row;
+    r->npend++;
+}
+
+size_t ff__rows_insert(ff__rows *r, const ff__row *row)
+{
+    ff_row_key k = key_of(row);
+    size_t p = ff__rows_upper(r, &k);
+    if (p < r->nset)
+        set_insert(r, p, row);
+    else
+        ring_insert(r, (uint32_t)(p - r->nset), row);
+    refold(r, p, true);
+    return p;
+}
+
+void ff__rows_take_dpu(ff__rows *r, uint32_t dpu, int64_t from, ff__row **out, size_t *n,
+                       size_t *cap)
+{
+    size_t p = ff__rows_lower_ts(r, from), total = ff__rows_n(r), w = p, first = total;
+    FF_ASSERT(p >= r->nset);
+    for (size_t i = p; i < total; i++) {
+        ff__row x = *ff__rows_at(r, i);
+        if (x.dpu != dpu) {
+            *at_mut(r, w++) = x;
+            continue;
+        }
+        if (first == total) first = w;
+        *out = ff_xgrow(*out, cap, *n + 1, sizeof(**out));
+        (*out)[(*n)++] = x;
+    }
+    r->npend -= (uint32_t)(total - w);
+    if (first < w) refold(r, first, false);
+}
+
+size_t ff__rows_settle(ff__rows *r, int64_t h, size_t budget)
+{
+    size_t moved = 0;
+    while (moved < budget && r->npend) {
+        /* the contiguous run from head to the end of the ring array */
+        uint32_t run = r->capring - r->head;
+        if (run > r->npend) run = r->npend;
+        if (run > budget - moved) run = (uint32_t)(budget - moved);
+        const ff__row *src = &r->ring[r->head];
+        uint32_t k = 0;
+        while (k < run && src[k].ts <= h) k++;
+        if (k == 0) break;
+        set_append(r, src, k);
+        r->head = (r->head + k) & (r->capring - 1);
+        r->npend -= k;
+        moved += k;
+        if (k < run) break;
+    }
+    return moved;
+}
+
+void ff__rows_free(ff__rows *r)
+{
+    bool clamp = r->clamp;
+    free(r->set);
+    free(r->ring);
+    memset(r, 0, sizeof(*r));
+    r->clamp = clamp;
+}
+
+void ff__rows_check(const ff__rows *r, int64_t h, bool fold_check)
+{
+    /* R1, R2 */
+    FF_ASSERT(r->capring == 0 || (r->capring & (r->capring - 1)) == 0);
+    FF_ASSERT(r->npend <= r->capring && (r->capring == 0 || r->head < r->capring));
+    FF_ASSERT(r->nset <= r->capset);
+    size_t n = ff__rows_n(r);
+    int64_t occ = 0;
+    for (size_t i = 0; i < n; i++) {
+        const ff__row *x = ff__rows_at(r, i);
+        if (i > 0) { /* R3 */
+            ff_row_key k = key_of(x);
+            FF_ASSERT(ff__row_cmp(ff__rows_at(r, i - 1), &k) <= 0);
+        }
+        if (i < r->nset) FF_ASSERT(x->ts <= h); /* R4 */
+        if (fold_check) {                       /* R5 */
+            occ = fold(occ, x->delta, r->clamp);
+            FF_ASSERT(x->occ == occ);
+        }
+    }
+}

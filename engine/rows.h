@@ -1,0 +1,78 @@
+/*
+ * rows.h -- engine-internal: the occupancy rows of one space (or the orphan events of
+ * one DPU) in canonical order (ts, dpu_id, seq, direction), each with its delta and the
+ * folded occupancy after it.
+ *
+ * The rows form ONE logical sequence, indexed 0..n-1: the settled part (rows moved out
+ * of the ring by ff__rows_settle, all with ts <= H at the time) followed by the pending
+ * ring. Whether a row is settled for an answer is decided by ts vs H, never by where
+ * it lives. Every index below is an index into that logical sequence.
+ *
+ * Pointers returned by ff__rows_at() are valid until the next change of the rows.
+ */
+#ifndef FF_ENGINE_ROWS_H
+#define FF_ENGINE_ROWS_H
+
+#include "engine/engine.h"
+
+typedef struct ff__row {
+    int64_t ts;
+    uint32_t dpu;
+    uint16_t seq;
+    int8_t dir;
+    int8_t delta; /* +1 / -1 in a space; 0 in an orphan list */
+    int32_t occ;  /* fold after this row (saturates at the int32 range) */
+} ff__row;
+_Static_assert(sizeof(ff__row) == 24, "a pending row is 24 bytes");
+
+typedef struct ff__rows {
+    ff__row *set; /* settled part: a plain sorted array (sealed segments later) */
+    size_t nset, capset;
+    ff__row *ring; /* pending part: power-of-two ring */
+    uint32_t head, npend, capring;
+    bool clamp; /* fold with occ = max(0, occ + delta) */
+} ff__rows;
+
+/* Number of rows. */
+static inline size_t ff__rows_n(const ff__rows *r)
+{
+    return r->nset + r->npend;
+}
+
+/* Row i (i < n). */
+static inline const ff__row *ff__rows_at(const ff__rows *r, size_t i)
+{
+    if (i < r->nset) return &r->set[i];
+    return &r->ring[(r->head + (i - r->nset)) & (r->capring - 1)];
+}
+
+/* Canonical comparison of a row with a key: <0, 0, >0. */
+int ff__row_cmp(const ff__row *a, const ff_row_key *k);
+
+/* First index whose key is greater than k (searched from the back: O(1) for an
+ * append, O(log distance) otherwise). */
+size_t ff__rows_upper(const ff__rows *r, const ff_row_key *k);
+/* First index with ts >= ts (plain binary search). */
+size_t ff__rows_lower_ts(const ff__rows *r, int64_t ts);
+/* Whether a row with exactly key k exists. */
+bool ff__rows_has(const ff__rows *r, const ff_row_key *k);
+/* The occupancy before row i (after row i-1; 0 for i == 0). */
+int64_t ff__rows_occ_before(const ff__rows *r, size_t i);
+
+/* Inserts row (occ ignored) after the rows with an equal or smaller key and refolds
+ * from there on, stopping as soon as an old value is reproduced. Returns its index. */
+size_t ff__rows_insert(ff__rows *r, const ff__row *row);
+/* Removes every row of DPU dpu with ts >= from, appending them in order to the growable
+ * array *out (*n used, *cap allocated), and refolds. All of them must be pending. */
+void ff__rows_take_dpu(ff__rows *r, uint32_t dpu, int64_t from, ff__row **out, size_t *n,
+                       size_t *cap);
+/* Moves at most budget rows with ts <= h from the front of the ring to the settled part.
+ * Returns the number moved. */
+size_t ff__rows_settle(ff__rows *r, int64_t h, size_t budget);
+/* Frees the storage; the rows are empty afterwards (clamp is kept). */
+void ff__rows_free(ff__rows *r);
+/* Checks the invariants of rows.c (numbered there); panics on a broken one. h is the
+ * current horizon; fold false skips the fold check (orphan lists). */
+void ff__rows_check(const ff__rows *r, int64_t h, bool fold);
+
+#endif /* FF_ENGINE_ROWS_H */

@@ -1,0 +1,121 @@
+/*
+ * test_rows.c -- the per-space rows of engine/rows.c: the pending ring with
+ * out-of-order inserts, the fold with and without clamp, settling, taking a DPU's rows.
+ */
+#include "engine/rows.h"
+
+#include <criterion/criterion.h>
+#include <string.h>
+
+static void add(ff__rows *r, int64_t ts, uint32_t dpu, int delta)
+{
+    ff__row row = {.ts = ts, .dpu = dpu, .seq = 0, .dir = (int8_t)delta, .delta = (int8_t)delta};
+    ff__rows_insert(r, &row);
+}
+
+static void expect_occ(const ff__rows *r, const int *occ, size_t n)
+{
+    cr_assert_eq(ff__rows_n(r), n);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(ff__rows_at(r, i)->occ, occ[i], "row %zu: %d != %d", i, ff__rows_at(r, i)->occ,
+                     occ[i]);
+}
+
+Test(rows, fold_without_clamp_goes_negative)
+{
+    ff__rows r = {0};
+    add(&r, 1, 1, -1), add(&r, 2, 1, -1), add(&r, 3, 1, 1);
+    expect_occ(&r, (int[]){-1, -2, -1}, 3);
+    ff__rows_check(&r, FF_TS_MIN, true);
+    ff__rows_free(&r);
+}
+
+Test(rows, fold_with_clamp_stops_at_zero)
+{
+    ff__rows r = {.clamp = true};
+    add(&r, 1, 1, -1), add(&r, 2, 1, -1), add(&r, 3, 1, 1);
+    expect_occ(&r, (int[]){0, 0, 1}, 3);
+    /* an earlier +1 arriving late changes the clamped history after it */
+    add(&r, 0, 1, 1);
+    expect_occ(&r, (int[]){1, 0, 0, 1}, 4);
+    ff__rows_check(&r, FF_TS_MIN, true);
+    ff__rows_free(&r);
+}
+
+Test(rows, out_of_order_inserts_keep_canonical_order_and_fold)
+{
+    ff__rows r = {0};
+    int64_t ts[] = {50, 10, 90, 30, 70, 20, 10, 60, 80, 40, 0, 100};
+    for (size_t i = 0; i < FF_ARRAY_LEN(ts); i++) add(&r, ts[i], (uint32_t)(i % 3), 1);
+    ff__rows_check(&r, FF_TS_MIN, true);
+    cr_assert_eq(ff__rows_at(&r, 0)->ts, 0);
+    cr_assert_eq(ff__rows_at(&r, 11)->ts, 100);
+    cr_assert_eq(ff__rows_at(&r, 11)->occ, 12);
+    ff__rows_free(&r);
+}
+
+/* Many inserts around both ends of a ring that wraps and grows: checked against the
+ * invariants after every step. */
+Test(rows, ring_wraps_and_grows_under_inserts_at_both_ends)
+{
+    ff__rows r = {0};
+    uint64_t x = 12345;
+    int64_t base = 1000;
+    for (int i = 0; i < 3000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        int64_t ts = base + (int64_t)(x % 64) - 32;
+        add(&r, ts, (uint32_t)(x >> 40) % 5, (x >> 33) & 1 ? 1 : -1);
+        base += 1;
+        if (i % 7 == 0) ff__rows_settle(&r, base - 100, 3);
+        if (i % 101 == 0) ff__rows_check(&r, base - 100, true);
+    }
+    ff__rows_check(&r, base - 100, true);
+    ff__rows_free(&r);
+}
+
+Test(rows, settle_moves_only_rows_at_or_before_h_within_budget)
+{
+    ff__rows r = {0};
+    for (int i = 0; i < 10; i++) add(&r, i * 10, 1, 1);
+    cr_assert_eq(ff__rows_settle(&r, 45, 2), 2);
+    cr_assert_eq(r.nset, 2);
+    cr_assert_eq(ff__rows_settle(&r, 45, 100), 3);
+    cr_assert_eq(r.nset, 5);
+    cr_assert_eq(ff__rows_settle(&r, 45, 100), 0);
+    /* a late row lands inside the settled part at its exact place */
+    add(&r, 15, 1, -1);
+    cr_assert_eq(r.nset, 6);
+    cr_assert_eq(ff__rows_at(&r, 2)->ts, 15);
+    cr_assert_eq(ff__rows_at(&r, 9)->occ, 8);
+    ff__rows_check(&r, 45, true);
+    ff__rows_free(&r);
+}
+
+Test(rows, has_finds_exact_keys_only)
+{
+    ff__rows r = {0};
+    add(&r, 10, 3, 1);
+    add(&r, 10, 4, -1);
+    cr_assert(ff__rows_has(&r, &(ff_row_key){10, 3, 0, 1}));
+    cr_assert(ff__rows_has(&r, &(ff_row_key){10, 4, 0, -1}));
+    cr_assert_not(ff__rows_has(&r, &(ff_row_key){10, 3, 0, -1}));
+    cr_assert_not(ff__rows_has(&r, &(ff_row_key){10, 3, 1, 1}));
+    cr_assert_not(ff__rows_has(&r, &(ff_row_key){11, 3, 0, 1}));
+    ff__rows_free(&r);
+}
+
+Test(rows, take_dpu_removes_its_rows_from_a_time_and_refolds)
+{
+    ff__rows r = {0};
+    for (int i = 0; i < 8; i++) add(&r, i, (uint32_t)(i % 2), 1);
+    ff__row *out = NULL;
+    size_t n = 0, cap = 0;
+    ff__rows_take_dpu(&r, 1, 3, &out, &n, &cap);
+    cr_assert_eq(n, 3); /* ts 3, 5, 7 */
+    cr_assert_eq(out[0].ts, 3);
+    cr_assert_eq(out[2].ts, 7);
+    expect_occ(&r, (int[]){1, 2, 3, 4, 5}, 5);
+    ff__rows_check(&r, FF_TS_MIN, true);
+    free(out);
+    ff__rows_free(&r);
+}
