@@ -108,6 +108,14 @@ static inline int64_t occ_latest(ff_engine *e, uint32_t space)
     return c.occupancy;
 }
 
+/* An ff_event_cb that counts. */
+static inline int count_cb(void *ctx, const ff_event *ev)
+{
+    (void)ev;
+    (*(size_t *)ctx)++;
+    return 0;
+}
+
 /* A fresh directory under /tmp; rm_tree() removes it. */
 static inline void make_tmpdir(char *buf, size_t n)
 {
