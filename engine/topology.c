@@ -211,10 +211,11 @@ static bool utf8_ok(const unsigned char *s)
 /* Copies a caller's name into a zero-filled buffer; FF_EINVAL unless 1..100 bytes UTF-8. */
 static int name_norm(const char *in, char *out)
 {
+    char tmp[FF_NAME_MAX + 1] = {0};
     size_t n = strnlen(in, FF_NAME_MAX + 1);
     if (n == 0 || n > FF_NAME_MAX) return FF_EINVAL;
-    memset(out, 0, FF_NAME_MAX + 1);
-    memcpy(out, in, n);
+    memcpy(tmp, in, n);
+    memcpy(out, tmp, sizeof(tmp));
     return utf8_ok((const unsigned char *)out) ? 0 : FF_EINVAL;
 }
 

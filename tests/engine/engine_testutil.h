@@ -181,4 +181,69 @@ static inline size_t load_sample(ff_event **out)
     return n;
 }
 
+/* ---- serialized answers, to compare two engines byte for byte ---- */
+
+typedef struct answers {
+    unsigned char *b;
+    size_t n, cap;
+    bool with_revision; /* revision depends on arrival order; status on H */
+    bool with_status;
+} answers;
+
+static inline void ans_put(answers *a, const void *p, size_t n)
+{
+    a->b = ff_xgrow(a->b, &a->cap, a->n + n, 1);
+    memcpy(a->b + a->n, p, n);
+    a->n += n;
+}
+
+static inline void ans_i64(answers *a, int64_t v)
+{
+    ans_put(a, &v, sizeof(v));
+}
+
+static inline int ans_row_cb(void *ctx, const ff_occ_row *r)
+{
+    answers *a = ctx;
+    ans_i64(a, r->ts);
+    ans_i64(a, (int64_t)r->dpu_id << 32 | (int64_t)r->seq << 16 | (r->direction & 0xff) << 8 |
+                   (r->delta & 0xff));
+    ans_i64(a, r->occupancy);
+    if (a->with_status) ans_i64(a, r->settled);
+    return 0;
+}
+
+/* Appends, for each space id in ids: the space view, counts at each of the times,
+ * buckets of `interval` over [from, to), and every row. */
+static inline void answers_of(ff_engine *e, answers *a, const uint32_t *ids, size_t nids,
+                              const int64_t *times, size_t ntimes, int64_t from, int64_t to,
+                              int64_t interval)
+{
+    static ff_bucket bk[FF_MAX_BUCKETS];
+    if (a->with_status) ans_i64(a, ff_engine_horizon(e));
+    for (size_t s = 0; s < nids; s++) {
+        ff_space_info info;
+        cr_assert_eq(ff_engine_space_get(e, ids[s], &info), 0);
+        ans_put(a, info.def.name, strlen(info.def.name));
+        ans_i64(a, (int64_t)info.rows);
+        ans_i64(a, info.occupancy);
+        ans_i64(a, info.latest_ts);
+        if (a->with_revision) ans_i64(a, (int64_t)info.revision);
+        for (size_t t = 0; t < ntimes; t++) {
+            ff_count c;
+            cr_assert_eq(ff_engine_count(e, ids[s], true, times[t], &c), 0);
+            ans_i64(a, c.occupancy);
+            if (a->with_status) ans_i64(a, c.settled);
+            if (a->with_revision) ans_i64(a, (int64_t)c.revision);
+        }
+        size_t nb;
+        cr_assert_eq(ff_engine_counts(e, ids[s], from, to, interval, bk, &nb, NULL), 0);
+        for (size_t i = 0; i < nb; i++) {
+            if (!a->with_status) bk[i].settled = false;
+            ans_put(a, &bk[i], sizeof(bk[i]));
+        }
+        cr_assert_eq(ff_engine_rows(e, ids[s], FF_TS_MIN, FF_TS_MAX, NULL, ans_row_cb, a), 0);
+    }
+}
+
 #endif
