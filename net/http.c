@@ -163,17 +163,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return queue(c, q->status, resp);
     }
     if (*upload_size) {
+        /* Past the limit the rest of the body is read and dropped, then answered 413:
+         * this MHD cannot queue an answer in the middle of an upload. */
         if (!q->too_big && q->body.len + *upload_size > FF_HTTP_MAX_BODY) {
             q->too_big = true;
             ff_buf_release(&q->body);
-            *upload_size = 0;
-            return too_big(h->s, c);
         }
         if (!q->too_big) ff_buf_add(&q->body, upload, *upload_size);
         *upload_size = 0;
         return MHD_YES;
     }
-    if (q->too_big) return MHD_YES;
+    if (q->too_big) return too_big(h->s, c);
     return dispatch(h, q, c, url, method);
 }
 
@@ -226,11 +226,11 @@ int ff__http_start(ff_server *s, const struct sockaddr_storage *addr, ff_http **
     h->s = s;
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
     if (addr->ss_family == AF_INET6) flags |= MHD_USE_IPv6;
-    h->d = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, addr,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)4000, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
-        MHD_OPTION_EXTERNAL_LOGGER, log_mhd, h, MHD_OPTION_END);
+    h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
+                            log_mhd, h, MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_NOTIFY_COMPLETED,
+                            on_completed, h, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)4000,
+                            MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
     if (h->d == NULL) {
         free(h);
         return -EADDRINUSE;

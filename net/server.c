@@ -446,7 +446,7 @@ static void tcp_accept(uv_stream_t *server, int status)
     if (status < 0 || s->stopping) return;
     tcp_conn *c = ff_xcalloc(1, sizeof(*c));
     c->s = s;
-    c->buf = aligned_alloc(64, TCP_BUF);
+    c->buf = aligned_alloc(64, (TCP_BUF + 63) & ~(size_t)63);
     if (c->buf == NULL) FF_PANIC("out of memory");
     uv_tcp_init(s->loop, &c->h);
     c->h.data = c;

@@ -23,7 +23,7 @@ def import_cli(dedup, expect, dups):
         p = run_footfall("--tcp", "%s:%d" % srv.tcp, "--http", "%s:%d" % srv.http, "import", CSV)
         assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
         out = p.stdout + p.stderr
-        assert "562" in out, out
+        assert "563" in out, out
         assert final(srv) == expect, final(srv)
         m = srv.get("/metrics")
         line = [x for x in m.splitlines() if x.startswith("footfall_events_duplicate_total")][0]
@@ -44,13 +44,13 @@ def import_http(dedup, expect, dups):
                                      {"Content-Type": "text/csv"})
         assert status == 200, (status, res)
         assert res["duplicates"] == dups and res["refused"] == [], res
-        assert res["accepted"] == 562 - dups, res
+        assert res["accepted"] == 563 - dups, res
         assert final(srv) == expect, final(srv)
         # a second delivery of the whole file changes nothing when dedup is on
         if dedup == "on":
             status, _, res = srv.request("POST", "/v1/events", open(CSV, "rb").read(),
                                          {"Content-Type": "text/csv"})
-            assert res["duplicates"] == 562 and res["accepted"] == 0, res
+            assert res["duplicates"] == 563 and res["accepted"] == 0, res
             assert final(srv) == expect
     finally:
         srv.close()
