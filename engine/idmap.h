@@ -28,6 +28,13 @@ typedef struct ff__idmap {
 
 /* The slot index of key, or FF__NOIX. */
 uint32_t ff__idmap_get(const ff__idmap *m, uint32_t key);
+/* Hints the CPU to fetch the home slot of key (batch lookups overlap their misses). */
+static inline void ff__idmap_prefetch(const ff__idmap *m, uint32_t key)
+{
+    if (m->s)
+        __builtin_prefetch(
+            &m->s[(uint32_t)(((uint64_t)key * 0x9E3779B97F4A7C15ull) >> 32) & m->mask]);
+}
 /* Sets key -> ix (insert or overwrite). ix < FF__NOIX. */
 void ff__idmap_put(ff__idmap *m, uint32_t key, uint32_t ix);
 /* Removes key; no-op when absent. */
