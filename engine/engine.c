@@ -164,12 +164,12 @@ static const ff__rows *space_rows(const ff_engine *e, uint32_t slot)
 
 /* A real load, not a prefetch hint: a hint that misses the TLB may be dropped, while
  * independent loads still overlap in the out-of-order core. */
-static int64_t touch_tail(const ff__rows *r)
+static uint64_t touch_tail(const ff__rows *r)
 {
     if (!r || !r->npend) return 0;
     uint32_t m = r->capring - 1, t = r->head + r->npend;
-    return *(volatile const int64_t *)&r->ring[(t - 1) & m].ts +
-           *(volatile const int64_t *)&r->ring[t & m].ts; /* where an append goes */
+    return (uint64_t) * (volatile const int64_t *)&r->ring[(t - 1) & m].ts +
+           (uint64_t) * (volatile const int64_t *)&r->ring[t & m].ts; /* where an append goes */
 }
 
 static void prefetch_chunk(const ff_engine *e, const ff_event *ev, size_t n)
@@ -189,7 +189,7 @@ static void prefetch_chunk(const ff_engine *e, const ff_event *ev, size_t n)
         for (int k = 0; sl[i] && k < 2; k++)
             if (sl[i][k] != FF__NOIX) __builtin_prefetch(&e->spaces[sl[i][k]].rows);
     }
-    int64_t sink = 0;
+    uint64_t sink = 0; /* unsigned: the sum only has to exist, and may wrap */
     for (size_t i = 0; i < n; i++)
         for (int k = 0; sl[i] && k < 2; k++) sink += touch_tail(space_rows(e, sl[i][k]));
     (void)sink;

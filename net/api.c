@@ -421,7 +421,7 @@ static int refusal_cmp(const void *a, const void *b)
 
 static void write_refused(ff_buf *out, ev_batch *b)
 {
-    qsort(b->refused, b->nrefused, sizeof(*b->refused), refusal_cmp);
+    if (b->nrefused) qsort(b->refused, b->nrefused, sizeof(*b->refused), refusal_cmp);
     for (size_t i = 0; i < b->nrefused; i++) {
         refusal *f = &b->refused[i];
         if (i) ff_buf_adds(out, ",");

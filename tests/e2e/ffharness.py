@@ -78,12 +78,13 @@ class Server:
     def start(self):
         cmd = [FOOTFALLD, "--data-dir", self.data_dir, "--udp", "127.0.0.1:0",
                "--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--quiet"] + self.args
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
+        self.errlog = open(os.path.join(self.data_dir, "..", os.path.basename(self.data_dir) +
+                                        ".stderr"), "a+")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.errlog, text=True)
         line = self.proc.stdout.readline()
         if not line.startswith("footfalld: ready"):
-            err = self.proc.stderr.read()
-            raise RuntimeError("footfalld did not start: %r %s" % (line, err))
+            self.proc.wait()
+            raise RuntimeError("footfalld did not start: %r %s" % (line, self.stderr()))
         parts = dict(p.split("=", 1) for p in line.split()[2:])
         self.udp = self._addr(parts["udp"])
         self.tcp = self._addr(parts["tcp"])
@@ -112,13 +113,25 @@ class Server:
         self.stop()
         self.start()
 
+    def stderr(self):
+        self.errlog.flush()
+        self.errlog.seek(0)
+        return self.errlog.read()
+
     def close(self):
-        self.stop()
+        """Stops the server; raises if it ever crashed or a sanitizer spoke."""
+        rc = self.stop()
+        err = self.stderr()
         if self.proc:
             self.proc.stdout.close()
-            self.proc.stderr.close()
+        self.errlog.close()
+        os.unlink(self.errlog.name)
         if self.own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+        bad = [m for m in ("ERROR: AddressSanitizer", "runtime error:", "panic", "LeakSanitizer")
+               if m in err]
+        if bad or rc not in (0, None):
+            raise AssertionError("footfalld exited %s: %s" % (rc, err[-4000:]))
 
     # ---- HTTP ----
     def request(self, method, path, body=None, headers=None, raw=False):
