@@ -242,3 +242,17 @@ Test(ingest, empty_batch_is_fine)
     cr_assert_eq(ff_engine_sync(e), 0);
     ff_engine_close(e);
 }
+
+Test(admission, a_repeat_of_a_settled_event_is_a_duplicate_not_late)
+{
+    ff_engine *e = fresh();
+    cr_assert_eq(ingest1(e, 283, T0, 1, 0), FF_OUT_ACCEPTED);
+    cr_assert_eq(ingest1(e, 283, T0 + FF_HOUR, 1, 0), FF_OUT_ACCEPTED);
+    ff_engine_tick(e);
+    cr_assert_eq(ingest1(e, 283, T0, 1, 0), FF_OUT_DUPLICATE);
+    ff_count c;
+    cr_assert_eq(ff_engine_count(e, 1, false, 0, &c), 0);
+    cr_assert_eq(c.occupancy, 2);
+    cr_assert_eq(c.revision, 0);
+    ff_engine_close(e);
+}

@@ -153,3 +153,22 @@ Test(replay, refused_batches_and_no_op_topology_write_nothing, .init = setup, .f
     cr_assert_eq(occ_latest(e, 1), 1);
     ff_engine_close(e);
 }
+
+Test(replay, a_batch_the_log_cannot_take_is_refused_whole, .init = setup, .fini = teardown)
+{
+    ff_engine *e = open_dir(NULL);
+    sample_topology(e);
+    size_t n = FF_LOG_MAX_PAYLOAD / sizeof(ff_event) + 1;
+    ff_event *ev = ff_xcalloc(n, sizeof(*ev));
+    for (size_t i = 0; i < n; i++) ev[i] = ev_make(283, T0 + (int64_t)i, 1, 0);
+    uint64_t w = ff_engine_written(e);
+    ff_ingest_result r;
+    cr_assert_eq(ff_engine_ingest(e, ev, n, NULL, &r), FF_ETOOBIG);
+    cr_assert_eq(r.accepted, 0);
+    cr_assert_eq(ff_engine_written(e), w);
+    cr_assert_eq(occ_latest(e, 1), 0);
+    cr_assert_eq(ff_engine_ingest(e, ev, n - 1, NULL, &r), 0);
+    cr_assert_eq(r.accepted, n - 1);
+    ff_engine_close(e);
+    free(ev);
+}
