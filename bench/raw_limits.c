@@ -1,0 +1,256 @@
+/*
+ * raw_limits -- the physical limits of this machine, measured in the same run as the
+ * footfall figures they bound (issue 4, item 2). No footfall code is on these paths.
+ *
+ *   1. Loopback UDP: one sender thread runs sendmmsg (64 datagrams per call) at a
+ *      receiver thread's socket, which drains it with recvmmsg (64 per call). Every
+ *      datagram is a footfall-sized frame: a 16-byte header and 64 records of 16 bytes
+ *      (1040 bytes). The figure is what the receiver got per second (the sender runs
+ *      faster and the kernel drops the rest), as datagrams/s and records/s (x64).
+ *      The receiver's buffer is asked for 32 MiB (capped by net.core.rmem_max).
+ *   2. mmap append: a preallocated file (fallocate) of --records 16-byte records is
+ *      mapped MAP_SHARED and written front to back, one record at a time, as the log
+ *      does; records/s without any sync, then including a final msync(MS_SYNC).
+ *   3. fdatasync: 8 KiB pwrite + fdatasync, --syncs times; the median and p99.
+ *
+ * Usage: raw_limits [--seconds S] [--dir DIR] [--records N] [--syncs N]
+ * The files go to DIR (default: the current directory; put it on the server's data
+ * disk) and are removed. Output: one "raw key=value ..." line, then the same as text.
+ */
+#include "engine/ff.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DGRAM_RECORDS 64
+#define DGRAM_BYTES   (16 + 16 * DGRAM_RECORDS)
+#define MMSG          64
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* ---- 1. loopback UDP --------------------------------------------------------------------- */
+
+typedef struct udp_bench {
+    int rx, tx;
+    atomic_bool stop, counting;
+    uint64_t received, sent;
+} udp_bench;
+
+static void *receiver(void *arg)
+{
+    udp_bench *u = arg;
+    static uint8_t buf[MMSG][2048];
+    struct mmsghdr mm[MMSG];
+    struct iovec iov[MMSG];
+    for (int i = 0; i < MMSG; i++) {
+        iov[i] = (struct iovec){buf[i], sizeof buf[i]};
+        memset(&mm[i], 0, sizeof mm[i]);
+        mm[i].msg_hdr.msg_iov = &iov[i];
+        mm[i].msg_hdr.msg_iovlen = 1;
+    }
+    struct timespec to = {0, 100000000};
+    while (!atomic_load(&u->stop)) {
+        int r = recvmmsg(u->rx, mm, MMSG, MSG_WAITFORONE, &to);
+        if (r > 0 && atomic_load_explicit(&u->counting, memory_order_relaxed))
+            u->received += (uint64_t)r;
+    }
+    return NULL;
+}
+
+static void *sender(void *arg)
+{
+    udp_bench *u = arg;
+    static uint8_t buf[MMSG][DGRAM_BYTES];
+    struct mmsghdr mm[MMSG];
+    struct iovec iov[MMSG];
+    for (int i = 0; i < MMSG; i++) {
+        memcpy(buf[i], "FFE1", 4);
+        buf[i][4] = DGRAM_RECORDS;
+        iov[i] = (struct iovec){buf[i], DGRAM_BYTES};
+        memset(&mm[i], 0, sizeof mm[i]);
+        mm[i].msg_hdr.msg_iov = &iov[i];
+        mm[i].msg_hdr.msg_iovlen = 1;
+    }
+    while (!atomic_load(&u->stop)) {
+        int r = sendmmsg(u->tx, mm, MMSG, 0);
+        if (r > 0 && atomic_load_explicit(&u->counting, memory_order_relaxed))
+            u->sent += (uint64_t)r;
+    }
+    return NULL;
+}
+
+static int udp_pair(udp_bench *u)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    u->rx = socket(AF_INET, SOCK_DGRAM, 0);
+    u->tx = socket(AF_INET, SOCK_DGRAM, 0);
+    if (u->rx < 0 || u->tx < 0) return -errno;
+    int sz = 32 << 20;
+    setsockopt(u->rx, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+    setsockopt(u->tx, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+    if (bind(u->rx, (struct sockaddr *)&a, sizeof a) < 0 ||
+        getsockname(u->rx, (struct sockaddr *)&a, &len) < 0 ||
+        connect(u->tx, (struct sockaddr *)&a, sizeof a) < 0)
+        return -errno;
+    return 0;
+}
+
+/* Runs sender and receiver for `seconds` after a 0.3 s warm-up; fills dgram/s. */
+static int bench_udp(double seconds, double *rx_per_s, double *tx_per_s)
+{
+    udp_bench u;
+    memset(&u, 0, sizeof u);
+    int rc = udp_pair(&u);
+    if (rc < 0) return rc;
+    pthread_t r, s;
+    pthread_create(&r, NULL, receiver, &u);
+    pthread_create(&s, NULL, sender, &u);
+    usleep(300000);
+    atomic_store(&u.counting, true);
+    double t0 = now_s();
+    usleep((useconds_t)(seconds * 1e6));
+    atomic_store(&u.counting, false);
+    double t1 = now_s();
+    atomic_store(&u.stop, true);
+    pthread_join(s, NULL);
+    pthread_join(r, NULL);
+    close(u.rx);
+    close(u.tx);
+    *rx_per_s = (double)u.received / (t1 - t0);
+    *tx_per_s = (double)u.sent / (t1 - t0);
+    return 0;
+}
+
+/* ---- 2. mmap append ---------------------------------------------------------------------- */
+
+static int bench_mmap(const char *dir, uint64_t records, double *rate, double *rate_sync)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/raw_limits.%d.tmp", dir, (int)getpid());
+    size_t bytes = (size_t)records * sizeof(ff_event);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) return -errno;
+    int rc = 0;
+    if (fallocate(fd, 0, 0, (off_t)bytes) < 0) {
+        rc = -errno;
+        goto out_close;
+    }
+    ff_event *map = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) {
+        rc = -errno;
+        goto out_close;
+    }
+    double t0 = now_s();
+    ff_event e = {.dpu_id = 1, .direction = 1, .ts = 1700000000000000};
+    for (uint64_t i = 0; i < records; i++) {
+        e.dpu_id = (uint32_t)(i * 2654435761u);
+        e.seq = (uint16_t)i;
+        e.ts += 17;
+        map[i] = e;
+    }
+    double t1 = now_s();
+    if (msync(map, bytes, MS_SYNC) < 0) rc = -errno;
+    double t2 = now_s();
+    *rate = (double)records / (t1 - t0);
+    *rate_sync = (double)records / (t2 - t0);
+    munmap(map, bytes);
+out_close:
+    close(fd);
+    unlink(path);
+    return rc;
+}
+
+/* ---- 3. fdatasync of 8 KiB --------------------------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int bench_fdatasync(const char *dir, int n, double *p50_us, double *p99_us)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/raw_limits_sync.%d.tmp", dir, (int)getpid());
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) return -errno;
+    static uint8_t block[8192];
+    memset(block, 0x5a, sizeof block);
+    double *t = ff_xmalloc(sizeof(double) * (size_t)n);
+    int rc = 0;
+    if (fallocate(fd, 0, 0, (off_t)sizeof block * n) < 0) rc = -errno;
+    for (int i = 0; i < n && rc == 0; i++) {
+        double t0 = now_s();
+        if (pwrite(fd, block, sizeof block, (off_t)sizeof block * i) != (ssize_t)sizeof block ||
+            fdatasync(fd) < 0)
+            rc = -errno;
+        t[i] = (now_s() - t0) * 1e6;
+    }
+    if (rc == 0) {
+        qsort(t, (size_t)n, sizeof(double), cmp_double);
+        *p50_us = t[n / 2];
+        *p99_us = t[(n * 99) / 100];
+    }
+    free(t);
+    close(fd);
+    unlink(path);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    double seconds = 3;
+    const char *dir = ".";
+    uint64_t records = 32u << 20;
+    int syncs = 200;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
+            seconds = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--dir") && i + 1 < argc)
+            dir = argv[++i];
+        else if (!strcmp(argv[i], "--records") && i + 1 < argc)
+            records = strtoull(argv[++i], 0, 10);
+        else if (!strcmp(argv[i], "--syncs") && i + 1 < argc)
+            syncs = atoi(argv[++i]);
+        else {
+            fputs("usage: raw_limits [--seconds S] [--dir DIR] [--records N] [--syncs N]\n",
+                  strcmp(argv[i], "--help") ? stderr : stdout);
+            return strcmp(argv[i], "--help") ? 2 : 0;
+        }
+    }
+    if (seconds <= 0 || records == 0 || syncs <= 0)
+        return fputs("raw_limits: bad value\n", stderr), 2;
+    double rx = 0, tx = 0, mm = 0, mms = 0, s50 = 0, s99 = 0;
+    int rc = bench_udp(seconds, &rx, &tx);
+    if (rc < 0) fprintf(stderr, "raw_limits: udp: %s\n", ff_strerror(rc));
+    rc = bench_mmap(dir, records, &mm, &mms);
+    if (rc < 0) fprintf(stderr, "raw_limits: mmap in %s: %s\n", dir, ff_strerror(rc));
+    rc = bench_fdatasync(dir, syncs, &s50, &s99);
+    if (rc < 0) fprintf(stderr, "raw_limits: fdatasync in %s: %s\n", dir, ff_strerror(rc));
+    printf("raw udp_dgram_s=%.0f udp_records_s=%.0f udp_sent_dgram_s=%.0f mmap_records_s=%.0f "
+           "mmap_msync_records_s=%.0f fdatasync_8k_p50_us=%.1f fdatasync_8k_p99_us=%.1f\n",
+           rx, rx * DGRAM_RECORDS, tx, mm, mms, s50, s99);
+    printf(
+        "loopback UDP sendmmsg -> recvmmsg, %d records (%d bytes) per datagram: %.0f datagrams/s "
+        "received = %.1f M records/s (sender pushed %.0f/s)\n",
+        DGRAM_RECORDS, DGRAM_BYTES, rx, rx * DGRAM_RECORDS / 1e6, tx);
+    printf("mmap append of %llu 16-byte records: %.1f M records/s, %.1f M/s with the final msync\n",
+           (unsigned long long)records, mm / 1e6, mms / 1e6);
+    printf("8 KiB pwrite + fdatasync: p50 %.0f us, p99 %.0f us (%d runs)\n", s50, s99, syncs);
+    return 0;
+}
