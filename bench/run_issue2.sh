@@ -14,7 +14,8 @@
 # run, which an earlier run's horizon would make late. Prints each run and the medians.
 #
 # Environment: BUILD, RUNS (3), DPUS (100000), CSV_EVENTS (1000000), UDP_SECONDS (12),
-# WINDOW (64 frames in flight: deeper windows only queue behind the server's syncs), FSYNC (always), KEEP=1 keeps the temp dir.
+# WINDOW (64 frames in flight: deeper windows only queue behind the server's syncs),
+# FSYNC (always), KEEP=1 keeps the temp dir.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
