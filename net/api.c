@@ -1,9 +1,11 @@
 /*
- * api.c -- the HTTP API of SPEC §4 as pure request -> reply functions.
+ * api.c -- the HTTP API of SPEC §4 as request -> reply functions: routing, the token,
+ * topology routes, operations. Events are in api_events.c, occupancy answers in
+ * api_query.c.
  *
  * http.c turns an MHD request into an ff_api_req (method, path, argument and header
- * look-ups, the whole body) and sends back the ff_api_reply this file fills. Nothing
- * here touches a socket, so every route can be driven from a test.
+ * look-ups, the whole body) and sends back the ff_api_reply these files fill; nothing
+ * here touches a socket.
  *
  * Answers on the hot paths (count, counts, occupancy rows, lists) are written by hand
  * into an ff_buf; request bodies are parsed with jansson. Errors are RFC 9457 problem
@@ -11,25 +13,17 @@
  * state (POST, PUT, DELETE) needs the bearer token when the server has one, and its
  * answer waits until the change is durable (reply->wait_durable).
  */
-#include "net/csv.h"
-#include "net/server_int.h"
+#include "net/api_int.h"
 #include "net/timefmt.h"
 
 #include <jansson.h>
 #include <string.h>
 #include <strings.h>
 
-#define EVENTS_CHUNK       4096
-#define ROWS_DEFAULT_LIMIT 1000
-#define ROWS_MAX_LIMIT     10000
-
 /* ---- Replies ----------------------------------------------------------------------- */
 
-static void problem(ff_api_reply *r, unsigned status, const char *slug, const char *title,
-                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static void problem(ff_api_reply *r, unsigned status, const char *slug, const char *title,
-                    const char *fmt, ...)
+void ff__api_problem(ff_api_reply *r, unsigned status, const char *slug, const char *title,
+                     const char *fmt, ...)
 {
     char detail[512];
     va_list ap;
@@ -49,12 +43,8 @@ static void problem(ff_api_reply *r, unsigned status, const char *slug, const ch
     ff_buf_adds(&r->body, "}");
 }
 
-#define BAD_REQUEST(r, ...) problem(r, 400, "bad-request", "Bad Request", __VA_ARGS__)
-#define NOT_FOUND(r, ...)   problem(r, 404, "not-found", "Not Found", __VA_ARGS__)
-#define CONFLICT(r, ...)    problem(r, 409, "conflict", "Conflict", __VA_ARGS__)
-
 /* Maps an engine error to its HTTP problem. */
-static void engine_problem(ff_api_reply *r, int err, const char *what)
+void ff__api_engine_problem(ff_api_reply *r, int err, const char *what)
 {
     switch (err) {
     case FF_ENOTFOUND:
@@ -65,10 +55,11 @@ static void engine_problem(ff_api_reply *r, int err, const char *what)
         CONFLICT(r, "%s: %s", what, ff_strerror(err));
         break;
     case FF_EOVERLOAD:
-        problem(r, 503, "overloaded", "Service Unavailable", "%s: %s", what, ff_strerror(err));
+        ff__api_problem(r, 503, "overloaded", "Service Unavailable", "%s: %s", what,
+                        ff_strerror(err));
         break;
     case FF_EARCHIVED:
-        problem(r, 410, "archived", "Gone", "%s: %s", what, ff_strerror(err));
+        ff__api_problem(r, 410, "archived", "Gone", "%s: %s", what, ff_strerror(err));
         break;
     case FF_EINVAL:
     case FF_EREF:
@@ -77,11 +68,12 @@ static void engine_problem(ff_api_reply *r, int err, const char *what)
         BAD_REQUEST(r, "%s: %s", what, ff_strerror(err));
         break;
     default:
-        problem(r, 500, "internal", "Internal Server Error", "%s: %s", what, ff_strerror(err));
+        ff__api_problem(r, 500, "internal", "Internal Server Error", "%s: %s", what,
+                        ff_strerror(err));
     }
 }
 
-static const char *status_word(bool settled)
+const char *ff__api_status_word(bool settled)
 {
     return settled ? "settled" : "pending";
 }
@@ -103,8 +95,8 @@ static bool parse_u32(const char *s, size_t n, uint32_t *out)
 
 /* Reads time argument `name`; false (with a 400 written) when present but bad or
  * required and missing. */
-static bool time_arg(const ff_api_req *q, ff_api_reply *r, const char *name, bool required,
-                     int64_t *out, bool *present)
+bool ff__api_time_arg(const ff_api_req *q, ff_api_reply *r, const char *name, bool required,
+                      int64_t *out, bool *present)
 {
     const char *v = q->arg(q->ctx, name);
     if (present) *present = v != NULL && v[0] != '\0';
@@ -145,7 +137,7 @@ static void write_space(ff_buf *b, const ff_space_info *s)
     ff_buf_addi(b, s->occupancy);
     ff_buf_adds(b, ",\"at\":");
     ff_json_time(b, s->latest_ts);
-    ff_buf_addf(b, ",\"status\":\"%s\",\"revision\":", status_word(s->settled));
+    ff_buf_addf(b, ",\"status\":\"%s\",\"revision\":", ff__api_status_word(s->settled));
     ff_buf_addu(b, s->revision);
     ff_buf_adds(b, "}");
 }
@@ -227,7 +219,7 @@ static int list_dpu(void *ctx, uint32_t id, const ff_assignment *v, size_t n)
 
 /* ---- JSON bodies ------------------------------------------------------------------- */
 
-static json_t *parse_body(const ff_api_req *q, ff_api_reply *r)
+json_t *ff__api_parse_body(const ff_api_req *q, ff_api_reply *r)
 {
     json_error_t e;
     json_t *j = json_loadb(q->body, q->body_len, JSON_REJECT_DUPLICATES, &e);
@@ -385,208 +377,6 @@ int ff__api_apply_topology(ff_engine *e, const char *json, size_t len, char *err
     return rc;
 }
 
-/* ---- Events ------------------------------------------------------------------------ */
-
-/* Events of one request with where each came from, admitted in chunks. */
-typedef struct refusal {
-    uint32_t index; /* item index in the request */
-    uint64_t line;  /* CSV line, 0 for JSON */
-    char reason[96];
-} refusal;
-
-typedef struct ev_batch {
-    ff_event *ev;
-    uint32_t *index;
-    uint64_t *line;
-    size_t n, cap;
-    refusal *refused;
-    size_t nrefused, refcap;
-    ff_ingest_result total;
-} ev_batch;
-
-static void batch_refuse(ev_batch *b, uint32_t index, uint64_t line, const char *reason)
-{
-    b->refused = ff_xgrow(b->refused, &b->refcap, b->nrefused + 1, sizeof(*b->refused));
-    refusal *f = &b->refused[b->nrefused++];
-    f->index = index;
-    f->line = line;
-    snprintf(f->reason, sizeof(f->reason), "%s", reason);
-}
-
-static int refusal_cmp(const void *a, const void *b)
-{
-    const refusal *x = a, *y = b;
-    return (x->index > y->index) - (x->index < y->index);
-}
-
-static void write_refused(ff_buf *out, ev_batch *b)
-{
-    if (b->nrefused) qsort(b->refused, b->nrefused, sizeof(*b->refused), refusal_cmp);
-    for (size_t i = 0; i < b->nrefused; i++) {
-        refusal *f = &b->refused[i];
-        if (i) ff_buf_adds(out, ",");
-        ff_buf_adds(out, "{\"index\":");
-        ff_buf_addu(out, f->index);
-        if (f->line) {
-            ff_buf_adds(out, ",\"line\":");
-            ff_buf_addu(out, f->line);
-        }
-        ff_buf_adds(out, ",\"reason\":");
-        ff_json_str(out, f->reason);
-        ff_buf_adds(out, "}");
-    }
-}
-
-static void batch_push(ev_batch *b, const ff_event *ev, uint32_t index, uint64_t line)
-{
-    if (b->n == b->cap) {
-        size_t cap = b->cap;
-        b->ev = ff_xgrow(b->ev, &cap, b->n + 1, sizeof(*b->ev));
-        b->index = ff_xrealloc(b->index, cap * sizeof(*b->index));
-        b->line = ff_xrealloc(b->line, cap * sizeof(*b->line));
-        b->cap = cap;
-    }
-    b->ev[b->n] = *ev;
-    b->index[b->n] = index;
-    b->line[b->n] = line;
-    b->n++;
-}
-
-static void batch_release(ev_batch *b)
-{
-    free(b->ev);
-    free(b->index);
-    free(b->line);
-    free(b->refused);
-}
-
-/* Admits everything collected, in chunks of one log record each. */
-static int batch_ingest(ff_server *s, ev_batch *b)
-{
-    uint8_t outcome[EVENTS_CHUNK];
-    for (size_t off = 0; off < b->n; off += EVENTS_CHUNK) {
-        size_t n = b->n - off < EVENTS_CHUNK ? b->n - off : EVENTS_CHUNK;
-        ff_ingest_result r;
-        int rc = ff_engine_ingest(s->eng, b->ev + off, n, outcome, &r);
-        if (rc < 0) return rc;
-        b->total.accepted += r.accepted;
-        b->total.duplicates += r.duplicates;
-        b->total.late += r.late;
-        b->total.refused += r.refused;
-        for (size_t i = 0; i < n && r.refused; i++) {
-            const char *why = ff_outcome_reason(outcome[i]);
-            if (why) batch_refuse(b, b->index[off + i], b->line[off + i], why);
-        }
-    }
-    s->m.http_events += b->n;
-    return 0;
-}
-
-static const char *json_event(json_t *o, ff_event *ev)
-{
-    memset(ev, 0, sizeof(*ev));
-    if (!json_is_object(o)) return "invalid: an event must be a JSON object";
-    json_t *id = json_object_get(o, "dpu_id"), *ts = json_object_get(o, "timestamp");
-    json_t *dir = json_object_get(o, "direction"), *seq = json_object_get(o, "seq");
-    if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) > UINT32_MAX)
-        return "invalid: 'dpu_id' must be an integer from 0 to 4294967295";
-    if (!json_is_string(ts) ||
-        ff_time_parse(json_string_value(ts), json_string_length(ts), &ev->ts) < 0)
-        return "invalid: 'timestamp' must be an RFC 3339 time";
-    if (!json_is_integer(dir) || (json_integer_value(dir) != 1 && json_integer_value(dir) != -1))
-        return "invalid: 'direction' must be 1 or -1";
-    if (seq && !json_is_null(seq) &&
-        (!json_is_integer(seq) || json_integer_value(seq) < 0 || json_integer_value(seq) > 65535))
-        return "invalid: 'seq' must be an integer from 0 to 65535";
-    ev->dpu_id = (uint32_t)json_integer_value(id);
-    ev->direction = (int8_t)json_integer_value(dir);
-    ev->seq = seq && json_is_integer(seq) ? (uint16_t)json_integer_value(seq) : 0;
-    return NULL;
-}
-
-static bool collect_json(const ff_api_req *q, ff_api_reply *r, ev_batch *b)
-{
-    json_t *doc = parse_body(q, r), *it;
-    if (doc == NULL) return false;
-    if (!json_is_array(doc) && !json_is_object(doc)) {
-        json_decref(doc);
-        BAD_REQUEST(r, "events must be a JSON object or an array of objects");
-        return false;
-    }
-    size_t i;
-    ff_event ev;
-    if (json_is_object(doc)) {
-        const char *why = json_event(doc, &ev);
-        if (why)
-            batch_refuse(b, 0, 0, why);
-        else
-            batch_push(b, &ev, 0, 0);
-    } else {
-        json_array_foreach(doc, i, it)
-        {
-            const char *why = json_event(it, &ev);
-            if (why)
-                batch_refuse(b, (uint32_t)i, 0, why);
-            else
-                batch_push(b, &ev, (uint32_t)i, 0);
-        }
-    }
-    json_decref(doc);
-    return true;
-}
-
-typedef struct csv_ctx {
-    ev_batch *b;
-    uint32_t row;
-} csv_ctx;
-
-static int csv_row(void *ctx, uint64_t line, const ff_event *ev, const char *reason)
-{
-    csv_ctx *c = ctx;
-    char why[160];
-    if (ev) {
-        batch_push(c->b, ev, c->row++, line);
-    } else {
-        snprintf(why, sizeof(why), "malformed: %s", reason);
-        batch_refuse(c->b, c->row++, line, why);
-    }
-    return 0;
-}
-
-static bool collect_csv(const ff_api_req *q, ff_api_reply *r, ev_batch *b)
-{
-    char err[256];
-    csv_ctx c = {.b = b};
-    if (ff_csv_parse(q->body, q->body_len, csv_row, &c, err, sizeof(err)) < 0) {
-        BAD_REQUEST(r, "CSV: %s", err);
-        return false;
-    }
-    return true;
-}
-
-static void post_events(ff_server *s, const ff_api_req *q, ff_api_reply *r)
-{
-    ev_batch b;
-    memset(&b, 0, sizeof(b));
-    const char *ct = q->header(q->ctx, "Content-Type");
-    bool csv = ct && strncasecmp(ct, "text/csv", 8) == 0;
-    if (!(csv ? collect_csv(q, r, &b) : collect_json(q, r, &b))) goto out;
-    b.total.refused += (uint32_t)b.nrefused;
-    int rc = batch_ingest(s, &b);
-    if (rc < 0) {
-        problem(r, 503, "overloaded", "Service Unavailable", "the log cannot take events: %s",
-                ff_strerror(rc));
-        goto out;
-    }
-    ff_buf_addf(&r->body, "{\"accepted\":%u,\"duplicates\":%u,\"late\":%u,\"refused\":[",
-                b.total.accepted, b.total.duplicates, b.total.late);
-    write_refused(&r->body, &b);
-    ff_buf_adds(&r->body, "]}");
-    r->wait_durable = true;
-out:
-    batch_release(&b);
-}
-
 /* ---- Topology routes --------------------------------------------------------------- */
 
 static void space_reply(ff_server *s, ff_api_reply *r, uint32_t id)
@@ -613,7 +403,7 @@ static void doorway_reply(ff_server *s, ff_api_reply *r, uint32_t id)
 static void put_named(ff_server *s, const ff_api_req *q, ff_api_reply *r, bool space, uint32_t id)
 {
     char why[256];
-    json_t *o = parse_body(q, r);
+    json_t *o = ff__api_parse_body(q, r);
     if (o == NULL) return;
     ff_space_def sd;
     ff_doorway_def dd;
@@ -636,7 +426,7 @@ static void put_named(ff_server *s, const ff_api_req *q, ff_api_reply *r, bool s
     int rc = space ? ff_engine_space_put(s->eng, &sd, &created)
                    : ff_engine_doorway_put(s->eng, &dd, &created);
     if (rc < 0) {
-        engine_problem(r, rc, space ? "space" : "doorway");
+        ff__api_engine_problem(r, rc, space ? "space" : "doorway");
         return;
     }
     if (space)
@@ -656,7 +446,7 @@ static void delete_named(ff_server *s, ff_api_reply *r, bool space, uint32_t id)
         return;
     }
     if (rc < 0) {
-        engine_problem(r, rc, space ? "space" : "doorway");
+        ff__api_engine_problem(r, rc, space ? "space" : "doorway");
         return;
     }
     r->status = 204;
@@ -699,7 +489,7 @@ static void dpu_reply(ff_server *s, ff_api_reply *r, uint32_t id, bool versions_
 static void put_dpu(ff_server *s, const ff_api_req *q, ff_api_reply *r, uint32_t id)
 {
     char why[256];
-    json_t *o = parse_body(q, r);
+    json_t *o = ff__api_parse_body(q, r);
     if (o == NULL) return;
     ff_assignment a;
     bool has_from, added = false;
@@ -717,7 +507,7 @@ static void put_dpu(ff_server *s, const ff_api_req *q, ff_api_reply *r, uint32_t
         return;
     }
     if (rc < 0) {
-        engine_problem(r, rc, "assignment");
+        ff__api_engine_problem(r, rc, "assignment");
         return;
     }
     dpu_reply(s, r, id, false);
@@ -802,219 +592,6 @@ static void get_topology(ff_server *s, ff_api_reply *r)
     ff_buf_adds(&r->body, "]}\n");
 }
 
-/* ---- Occupancy routes -------------------------------------------------------------- */
-
-static void get_count(ff_server *s, const ff_api_req *q, ff_api_reply *r, uint32_t id)
-{
-    int64_t at = 0;
-    bool has_at;
-    if (!time_arg(q, r, "at", false, &at, &has_at)) return;
-    ff_count c;
-    ff_space_info info;
-    if (ff_engine_space_get(s->eng, id, &info) < 0 ||
-        ff_engine_count(s->eng, id, has_at, at, &c) < 0) {
-        NOT_FOUND(r, "no space with id %u", id);
-        return;
-    }
-    ff_buf_reserve(&r->body, 256);
-    ff_buf_adds(&r->body, "{\"space_id\":");
-    ff_buf_addu(&r->body, id);
-    ff_buf_adds(&r->body, ",\"name\":");
-    ff_json_str(&r->body, info.def.name);
-    ff_buf_adds(&r->body, ",\"at\":");
-    ff_json_time(&r->body, c.at);
-    ff_buf_adds(&r->body, ",\"occupancy\":");
-    ff_buf_addi(&r->body, c.occupancy);
-    ff_buf_adds(&r->body, c.settled ? ",\"status\":\"settled\",\"revision\":"
-                                    : ",\"status\":\"pending\",\"revision\":");
-    ff_buf_addu(&r->body, c.revision);
-    ff_buf_adds(&r->body, "}");
-}
-
-static void write_bucket(ff_buf *b, const ff_bucket *k)
-{
-    ff_buf_adds(b, "{\"start\":");
-    ff_json_time(b, k->start);
-    ff_buf_adds(b, ",\"end\":");
-    ff_json_time(b, k->end);
-    ff_buf_addf(b,
-                ",\"occupancy_start\":%lld,\"occupancy_end\":%lld,\"min\":%lld,\"max\":%lld,"
-                "\"entrances\":%llu,\"exits\":%llu,\"status\":\"%s\"}",
-                (long long)k->occupancy_start, (long long)k->occupancy_end, (long long)k->min,
-                (long long)k->max, (unsigned long long)k->entrances, (unsigned long long)k->exits,
-                status_word(k->settled));
-}
-
-static void get_counts(ff_server *s, const ff_api_req *q, ff_api_reply *r, uint32_t id)
-{
-    int64_t start, end, interval = 15 * FF_MINUTE;
-    if (!time_arg(q, r, "start", true, &start, NULL) || !time_arg(q, r, "end", true, &end, NULL))
-        return;
-    const char *iv = q->arg(q->ctx, "interval");
-    if (iv && ff_duration_parse(iv, strlen(iv), &interval) < 0) {
-        BAD_REQUEST(r, "query parameter 'interval': '%s' is not a duration like 90s, 15m, 1h, 7d",
-                    iv);
-        return;
-    }
-    if (interval <= 0 || end <= start) {
-        BAD_REQUEST(r, "need start < end and a positive interval");
-        return;
-    }
-    if ((end - start - 1) / interval + 1 > FF_MAX_BUCKETS) {
-        BAD_REQUEST(r, "that is more than %d buckets: use a longer interval or a shorter range",
-                    FF_MAX_BUCKETS);
-        return;
-    }
-    ff_space_info info;
-    if (ff_engine_space_get(s->eng, id, &info) < 0) {
-        NOT_FOUND(r, "no space with id %u", id);
-        return;
-    }
-    ff_bucket *k = ff_xmalloc(sizeof(*k) * FF_MAX_BUCKETS);
-    size_t n;
-    uint64_t rev;
-    int rc = ff_engine_counts(s->eng, id, start, end, interval, k, &n, &rev);
-    if (rc < 0) {
-        engine_problem(r, rc, "counts");
-        free(k);
-        return;
-    }
-    char ivs[FF_TIME_STRLEN];
-    ff_duration_format(interval, ivs);
-    ff_buf_reserve(&r->body, n * 230 + 200);
-    ff_buf_adds(&r->body, "{\"space_id\":");
-    ff_buf_addu(&r->body, id);
-    ff_buf_adds(&r->body, ",\"name\":");
-    ff_json_str(&r->body, info.def.name);
-    ff_buf_addf(&r->body, ",\"interval\":\"%s\",\"revision\":%llu,\"buckets\":[", ivs,
-                (unsigned long long)rev);
-    for (size_t i = 0; i < n; i++) {
-        if (i) ff_buf_adds(&r->body, ",");
-        write_bucket(&r->body, &k[i]);
-    }
-    ff_buf_adds(&r->body, "]}");
-    free(k);
-}
-
-typedef struct rows_ctx {
-    ff_buf *b;
-    size_t n, limit;
-    ff_row_key last;
-    bool more;
-} rows_ctx;
-
-static int row_out(void *ctx, const ff_occ_row *w)
-{
-    rows_ctx *c = ctx;
-    if (c->n == c->limit) {
-        c->more = true;
-        return 1;
-    }
-    if (c->n++) ff_buf_adds(c->b, ",");
-    ff_buf_adds(c->b, "{\"timestamp\":");
-    ff_json_time(c->b, w->ts);
-    ff_buf_addf(c->b,
-                ",\"dpu_id\":%u,\"seq\":%u,\"direction\":%d,\"delta\":%d,\"occupancy\":%lld,"
-                "\"status\":\"%s\"}",
-                w->dpu_id, w->seq, w->direction, w->delta, (long long)w->occupancy,
-                status_word(w->settled));
-    c->last = (ff_row_key){w->ts, w->dpu_id, w->seq, w->direction};
-    return 0;
-}
-
-/* Cursors are opaque to clients: 'r' then the row key in hex. */
-static void cursor_format(char out[48], const ff_row_key *k)
-{
-    snprintf(out, 48, "r%016llx%08x%04x%02x", (unsigned long long)k->ts, k->dpu_id, k->seq,
-             (unsigned)(uint8_t)k->direction);
-}
-
-static bool cursor_parse(const char *s, ff_row_key *k)
-{
-    unsigned long long ts;
-    unsigned dpu, seq, dir;
-    if (strlen(s) != 31 || s[0] != 'r') return false;
-    if (sscanf(s + 1, "%16llx%8x%4x%2x", &ts, &dpu, &seq, &dir) != 4) return false;
-    *k = (ff_row_key){(int64_t)ts, dpu, (uint16_t)seq, (int8_t)(uint8_t)dir};
-    return true;
-}
-
-static void get_rows(ff_server *s, const ff_api_req *q, ff_api_reply *r, uint32_t id)
-{
-    int64_t start = FF_TS_MIN, end = FF_TS_MAX;
-    if (!time_arg(q, r, "start", false, &start, NULL) || !time_arg(q, r, "end", false, &end, NULL))
-        return;
-    rows_ctx c = {.b = &r->body, .limit = ROWS_DEFAULT_LIMIT};
-    const char *lim = q->arg(q->ctx, "limit"), *cur = q->arg(q->ctx, "cursor");
-    if (lim) {
-        char *e;
-        long v = strtol(lim, &e, 10);
-        if (*e || v < 1 || v > ROWS_MAX_LIMIT) {
-            BAD_REQUEST(r, "'limit' must be an integer from 1 to %d", ROWS_MAX_LIMIT);
-            return;
-        }
-        c.limit = (size_t)v;
-    }
-    ff_row_key after;
-    if (cur && cur[0] && !cursor_parse(cur, &after)) {
-        BAD_REQUEST(r, "'cursor' is not a cursor this server gave out");
-        return;
-    }
-    ff_buf_adds(&r->body, "{\"space_id\":");
-    ff_buf_addu(&r->body, id);
-    ff_buf_adds(&r->body, ",\"rows\":[");
-    int rc = ff_engine_rows(s->eng, id, start, end, cur && cur[0] ? &after : NULL, row_out, &c);
-    if (rc < 0) {
-        engine_problem(r, rc, "space");
-        return;
-    }
-    ff_buf_adds(&r->body, "],\"next\":");
-    if (c.more) {
-        char cs[48];
-        cursor_format(cs, &c.last);
-        ff_json_str(&r->body, cs);
-    } else {
-        ff_buf_adds(&r->body, "null");
-    }
-    ff_buf_adds(&r->body, "}");
-}
-
-typedef struct events_ctx {
-    ff_buf *b;
-    size_t n, limit;
-    bool more;
-} events_ctx;
-
-static int event_out(void *ctx, const ff_event *ev)
-{
-    events_ctx *c = ctx;
-    if (c->n == c->limit) {
-        c->more = true;
-        return 1;
-    }
-    if (c->n++) ff_buf_adds(c->b, ",");
-    ff_buf_adds(c->b, "{\"timestamp\":");
-    ff_json_time(c->b, ev->ts);
-    ff_buf_addf(c->b, ",\"direction\":%d,\"seq\":%u}", ev->direction, ev->seq);
-    return 0;
-}
-
-static void get_dpu_events(ff_server *s, const ff_api_req *q, ff_api_reply *r, uint32_t id)
-{
-    int64_t start = FF_TS_MIN, end = FF_TS_MAX;
-    if (!time_arg(q, r, "start", false, &start, NULL) || !time_arg(q, r, "end", false, &end, NULL))
-        return;
-    events_ctx c = {.b = &r->body, .limit = 100000};
-    ff_buf_adds(&r->body, "{\"dpu_id\":");
-    ff_buf_addu(&r->body, id);
-    ff_buf_adds(&r->body, ",\"events\":[");
-    if (ff_engine_dpu_events(s->eng, id, start, end, event_out, &c) == FF_ENOTFOUND) {
-        NOT_FOUND(r, "no DPU with id %u", id);
-        return;
-    }
-    ff_buf_addf(&r->body, "],\"truncated\":%s}", c.more ? "true" : "false");
-}
-
 /* ---- Operations -------------------------------------------------------------------- */
 
 static void get_health(ff_server *s, ff_api_reply *r)
@@ -1067,8 +644,8 @@ static bool is(const char *seg, size_t len, const char *word)
 
 static void method_not_allowed(ff_api_reply *r, const char *method, const char *path)
 {
-    problem(r, 405, "method-not-allowed", "Method Not Allowed", "%s is not allowed on %s", method,
-            path);
+    ff__api_problem(r, 405, "method-not-allowed", "Method Not Allowed", "%s is not allowed on %s",
+                    method, path);
 }
 
 /* /v1/spaces..., /v1/doorways... */
@@ -1108,11 +685,11 @@ static void route_named(ff_server *s, const ff_api_req *q, ff_api_reply *r, bool
     } else if (!get) {
         method_not_allowed(r, m, q->path);
     } else if (is(seg[3], len[3], "count")) {
-        get_count(s, q, r, id);
+        ff__api_get_count(s, q, r, id);
     } else if (is(seg[3], len[3], "counts")) {
-        get_counts(s, q, r, id);
+        ff__api_get_counts(s, q, r, id);
     } else if (is(seg[3], len[3], "occupancy")) {
-        get_rows(s, q, r, id);
+        ff__api_get_rows(s, q, r, id);
     } else {
         NOT_FOUND(r, "no such resource: %s", q->path);
     }
@@ -1149,7 +726,7 @@ static void route_dpus(ff_server *s, const ff_api_req *q, ff_api_reply *r, int n
     else if (n == 4 && get && is(seg[3], len[3], "assignments"))
         dpu_reply(s, r, id, true);
     else if (n == 4 && get && is(seg[3], len[3], "events"))
-        get_dpu_events(s, q, r, id);
+        ff__api_get_dpu_events(s, q, r, id);
     else if (n <= 4 &&
              (n == 3 || is(seg[3], len[3], "assignments") || is(seg[3], len[3], "events")))
         method_not_allowed(r, m, q->path);
@@ -1166,8 +743,8 @@ void ff__api_handle(ff_server *s, const ff_api_req *q, ff_api_reply *r)
     r->status = 200;
     r->content_type = "application/json";
     if (!authorized(s, q)) {
-        problem(r, 401, "unauthorized", "Unauthorized",
-                "this server needs 'Authorization: Bearer <token>' for %s", m);
+        ff__api_problem(r, 401, "unauthorized", "Unauthorized",
+                        "this server needs 'Authorization: Bearer <token>' for %s", m);
         return;
     }
     int n = split_path(q->path, seg, len);
@@ -1195,7 +772,7 @@ void ff__api_handle(ff_server *s, const ff_api_req *q, ff_api_reply *r)
         }
         if (n == 2 && is(seg[1], len[1], "events")) {
             if (strcmp(m, "POST") == 0) {
-                post_events(s, q, r);
+                ff__api_post_events(s, q, r);
                 return;
             }
             {

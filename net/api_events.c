@@ -1,0 +1,216 @@
+/*
+ * api_events.c -- POST /v1/events: a JSON object or array, or CSV (Content-Type
+ * text/csv), admitted in chunks of one log record each; the answer counts accepted,
+ * duplicates and late events and lists every refused item by index (and CSV line) in
+ * item order, and is sent once the accepted events are durable.
+ */
+#include "net/api_int.h"
+#include "net/csv.h"
+#include "net/timefmt.h"
+
+#include <string.h>
+#include <strings.h>
+
+#define EVENTS_CHUNK 4096
+
+/* ---- Events ------------------------------------------------------------------------ */
+
+/* Events of one request with where each came from, admitted in chunks. */
+typedef struct refusal {
+    uint32_t index; /* item index in the request */
+    uint64_t line;  /* CSV line, 0 for JSON */
+    char reason[96];
+} refusal;
+
+typedef struct ev_batch {
+    ff_event *ev;
+    uint32_t *index;
+    uint64_t *line;
+    size_t n, cap;
+    refusal *refused;
+    size_t nrefused, refcap;
+    ff_ingest_result total;
+} ev_batch;
+
+static void batch_refuse(ev_batch *b, uint32_t index, uint64_t line, const char *reason)
+{
+    b->refused = ff_xgrow(b->refused, &b->refcap, b->nrefused + 1, sizeof(*b->refused));
+    refusal *f = &b->refused[b->nrefused++];
+    f->index = index;
+    f->line = line;
+    snprintf(f->reason, sizeof(f->reason), "%s", reason);
+}
+
+static int refusal_cmp(const void *a, const void *b)
+{
+    const refusal *x = a, *y = b;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+static void write_refused(ff_buf *out, ev_batch *b)
+{
+    if (b->nrefused) qsort(b->refused, b->nrefused, sizeof(*b->refused), refusal_cmp);
+    for (size_t i = 0; i < b->nrefused; i++) {
+        refusal *f = &b->refused[i];
+        if (i) ff_buf_adds(out, ",");
+        ff_buf_adds(out, "{\"index\":");
+        ff_buf_addu(out, f->index);
+        if (f->line) {
+            ff_buf_adds(out, ",\"line\":");
+            ff_buf_addu(out, f->line);
+        }
+        ff_buf_adds(out, ",\"reason\":");
+        ff_json_str(out, f->reason);
+        ff_buf_adds(out, "}");
+    }
+}
+
+static void batch_push(ev_batch *b, const ff_event *ev, uint32_t index, uint64_t line)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap;
+        b->ev = ff_xgrow(b->ev, &cap, b->n + 1, sizeof(*b->ev));
+        b->index = ff_xrealloc(b->index, cap * sizeof(*b->index));
+        b->line = ff_xrealloc(b->line, cap * sizeof(*b->line));
+        b->cap = cap;
+    }
+    b->ev[b->n] = *ev;
+    b->index[b->n] = index;
+    b->line[b->n] = line;
+    b->n++;
+}
+
+static void batch_release(ev_batch *b)
+{
+    free(b->ev);
+    free(b->index);
+    free(b->line);
+    free(b->refused);
+}
+
+/* Admits everything collected, in chunks of one log record each. */
+static int batch_ingest(ff_server *s, ev_batch *b)
+{
+    uint8_t outcome[EVENTS_CHUNK];
+    for (size_t off = 0; off < b->n; off += EVENTS_CHUNK) {
+        size_t n = b->n - off < EVENTS_CHUNK ? b->n - off : EVENTS_CHUNK;
+        ff_ingest_result r;
+        int rc = ff_engine_ingest(s->eng, b->ev + off, n, outcome, &r);
+        if (rc < 0) return rc;
+        b->total.accepted += r.accepted;
+        b->total.duplicates += r.duplicates;
+        b->total.late += r.late;
+        b->total.refused += r.refused;
+        for (size_t i = 0; i < n && r.refused; i++) {
+            const char *why = ff_outcome_reason(outcome[i]);
+            if (why) batch_refuse(b, b->index[off + i], b->line[off + i], why);
+        }
+    }
+    s->m.http_events += b->n;
+    return 0;
+}
+
+static const char *json_event(json_t *o, ff_event *ev)
+{
+    memset(ev, 0, sizeof(*ev));
+    if (!json_is_object(o)) return "invalid: an event must be a JSON object";
+    json_t *id = json_object_get(o, "dpu_id"), *ts = json_object_get(o, "timestamp");
+    json_t *dir = json_object_get(o, "direction"), *seq = json_object_get(o, "seq");
+    if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) > UINT32_MAX)
+        return "invalid: 'dpu_id' must be an integer from 0 to 4294967295";
+    if (!json_is_string(ts) ||
+        ff_time_parse(json_string_value(ts), json_string_length(ts), &ev->ts) < 0)
+        return "invalid: 'timestamp' must be an RFC 3339 time";
+    if (!json_is_integer(dir) || (json_integer_value(dir) != 1 && json_integer_value(dir) != -1))
+        return "invalid: 'direction' must be 1 or -1";
+    if (seq && !json_is_null(seq) &&
+        (!json_is_integer(seq) || json_integer_value(seq) < 0 || json_integer_value(seq) > 65535))
+        return "invalid: 'seq' must be an integer from 0 to 65535";
+    ev->dpu_id = (uint32_t)json_integer_value(id);
+    ev->direction = (int8_t)json_integer_value(dir);
+    ev->seq = seq && json_is_integer(seq) ? (uint16_t)json_integer_value(seq) : 0;
+    return NULL;
+}
+
+static bool collect_json(const ff_api_req *q, ff_api_reply *r, ev_batch *b)
+{
+    json_t *doc = ff__api_parse_body(q, r), *it;
+    if (doc == NULL) return false;
+    if (!json_is_array(doc) && !json_is_object(doc)) {
+        json_decref(doc);
+        BAD_REQUEST(r, "events must be a JSON object or an array of objects");
+        return false;
+    }
+    size_t i;
+    ff_event ev;
+    if (json_is_object(doc)) {
+        const char *why = json_event(doc, &ev);
+        if (why)
+            batch_refuse(b, 0, 0, why);
+        else
+            batch_push(b, &ev, 0, 0);
+    } else {
+        json_array_foreach(doc, i, it)
+        {
+            const char *why = json_event(it, &ev);
+            if (why)
+                batch_refuse(b, (uint32_t)i, 0, why);
+            else
+                batch_push(b, &ev, (uint32_t)i, 0);
+        }
+    }
+    json_decref(doc);
+    return true;
+}
+
+typedef struct csv_ctx {
+    ev_batch *b;
+    uint32_t row;
+} csv_ctx;
+
+static int csv_row(void *ctx, uint64_t line, const ff_event *ev, const char *reason)
+{
+    csv_ctx *c = ctx;
+    char why[160];
+    if (ev) {
+        batch_push(c->b, ev, c->row++, line);
+    } else {
+        snprintf(why, sizeof(why), "malformed: %s", reason);
+        batch_refuse(c->b, c->row++, line, why);
+    }
+    return 0;
+}
+
+static bool collect_csv(const ff_api_req *q, ff_api_reply *r, ev_batch *b)
+{
+    char err[256];
+    csv_ctx c = {.b = b};
+    if (ff_csv_parse(q->body, q->body_len, csv_row, &c, err, sizeof(err)) < 0) {
+        BAD_REQUEST(r, "CSV: %s", err);
+        return false;
+    }
+    return true;
+}
+
+void ff__api_post_events(ff_server *s, const ff_api_req *q, ff_api_reply *r)
+{
+    ev_batch b;
+    memset(&b, 0, sizeof(b));
+    const char *ct = q->header(q->ctx, "Content-Type");
+    bool csv = ct && strncasecmp(ct, "text/csv", 8) == 0;
+    if (!(csv ? collect_csv(q, r, &b) : collect_json(q, r, &b))) goto out;
+    b.total.refused += (uint32_t)b.nrefused;
+    int rc = batch_ingest(s, &b);
+    if (rc < 0) {
+        ff__api_problem(r, 503, "overloaded", "Service Unavailable",
+                        "the log cannot take events: %s", ff_strerror(rc));
+        goto out;
+    }
+    ff_buf_addf(&r->body, "{\"accepted\":%u,\"duplicates\":%u,\"late\":%u,\"refused\":[",
+                b.total.accepted, b.total.duplicates, b.total.late);
+    write_refused(&r->body, &b);
+    ff_buf_adds(&r->body, "]}");
+    r->wait_durable = true;
+out:
+    batch_release(&b);
+}
