@@ -1,0 +1,1365 @@
+/*
+ * segment.c -- sealed segment files: format, writer, reader, verifier (contract in
+ * storage/segment.h).
+ *
+ * FILE. A segment is written once and never changed. All integers are little-endian:
+ *
+ *   header (32 bytes) | block | block | ... | footer | trailer (32 bytes)
+ *
+ * Header:
+ *   0   8  magic "FFSEG\0\0\1"
+ *   8   4  format version (1)
+ *   12  4  header size (32)
+ *   16  8  salt: random, seeds every checksum of this file
+ *   24  8  XXH3_64bits of bytes 0..23
+ *
+ * Trailer, the last 32 bytes of the file:
+ *   0   8  F: offset of the footer
+ *   8   8  L: footer length; F + L + 32 = file size
+ *   16  8  XXH3_64bits_withSeed(file bytes F .. size-17, salt): the footer and the first
+ *          16 bytes of the trailer
+ *   24  8  magic "FFSEGEND"
+ *
+ * Footer, L = 40 + 56 S + 40 K bytes:
+ *   0   4  S: number of spaces          4   4  zero
+ *   8   8  K: number of blocks          16  8  rows in all spaces
+ *   24  8  first ts over all rows       32  8  last ts over all rows (both 0 when S = 0)
+ *   40     S space entries, 56 bytes each, space ids strictly ascending:
+ *          0 4 space id, 4 4 blocks b (>= 1), 8 8 index of its first block,
+ *          16 8 rows, 24 8 first ts, 32 8 last ts, 40 8 first occupancy (after its first
+ *          row), 48 8 last occupancy (after its last row)
+ *   40+56S K block entries, 40 bytes each, in file order:
+ *          0 8 offset, 8 4 stored length, 12 4 rows n (1..65536), 16 8 first ts,
+ *          24 8 last ts, 32 8 occupancy before the block's first row
+ *   Space j owns blocks [first, first + b), consecutive and in canonical order; the
+ *   spaces' ranges follow each other from block 0 to K-1. Blocks lie back to back: block
+ *   0 at offset 32, block i+1 where block i ends, block K-1 ending at F. The rows of a
+ *   space are the sum of its blocks' rows, its first/last ts those of its first/last
+ *   block, and block i+1 of a space starts at or after block i's last ts.
+ *
+ * Block i of stored length len at offset off:
+ *   0   8  XXH3_64bits_withSeed(block bytes 8 .. len-1, salt ^ off)
+ *   8   4  R: length of the decoded payload (1 .. 64 * 65536)
+ *   12  1  codec: 0 stored (len - 13 = R, the payload follows) or 1 lz4 (an LZ4 block
+ *          that decompresses to exactly R bytes)
+ *   13     the payload, stored or compressed
+ * The seed ties a block to its file and position: a block of another file or place
+ * never validates.
+ *
+ * Payload of a block of n rows (n, first ts and occupancy before from its footer entry).
+ * varint = unsigned LEB128 (at most 10 bytes); zigzag(v) = (v << 1) ^ (v >> 63).
+ *   varint  n (must equal the footer's)
+ *   varint  s >= 1: the timestamp scale; every gap between consecutive rows is a multiple
+ *   u8      k <= 63: the Rice parameter of the gaps
+ *   varint  D, 1 <= D <= n: dictionary size, then D entries, DPU ids strictly ascending:
+ *             varint  id (the first entry) or id - previous id (>= 1)
+ *             varint  seq of the entry's first row in the block (<= 65535)
+ *             u8      mode: bit 0 = seq step t (0 or 1); bits 1-2 = delta rule
+ *                     (0: delta = direction, 1: delta = -direction, 2: delta = 0);
+ *                     other bits zero
+ *   varint  B, then B bytes of bit stream, bits taken LSB first from each byte. Per row i:
+ *             ceil(log2 D) bits  index of the row's DPU in the dictionary (< D)
+ *             1 bit              direction: 0 is +1, 1 is -1
+ *             1 bit              exception: the row has an entry in the exception list
+ *             for i > 0, g = (ts[i] - ts[i-1]) / s Rice-coded: with q = g >> k, either
+ *             q < 16: q one bits, a zero bit, the k low bits of g; or 16 one bits, 6 bits
+ *             m - 1 where m (1..64) is the bit length of g, then the m bits of g.
+ *           Padding bits are zero; B is exactly the bytes needed.
+ *   exception list: for each row with the exception bit, in row order, u8 flags
+ *           (non-zero, bits 4-7 zero) then the flagged fields in this order:
+ *             1  u16 seq          2  i8 direction
+ *             4  i8 delta         8  varint zigzag(c): occupancy correction
+ *   nothing after the list.
+ * Row i is rebuilt as: DPU = dictionary entry e; seq = e's first seq if this is e's first
+ * row, else previous seq of e + t (mod 2^16), unless given; direction from its bit unless
+ * given; delta from e's rule and the direction unless given; ts[0] = the footer's first
+ * ts, ts[i] = ts[i-1] + g * s; occupancy = previous occupancy (the footer's occupancy
+ * before, for row 0) + delta + c (mod 2^64, c = 0 unless given). The writer picks s as the
+ * gcd of the gaps, k as the cheapest, step and rule per DPU as the most frequent, and
+ * stores a block lz4-compressed only when that is shorter.
+ *
+ * VALIDITY. A file is OPEN-VALID when the header has the magic (else FF_EFORMAT), the
+ * version (else FF_EVERSION) and its checksum, the trailer its magic and checksum, and
+ * the footer every structural rule above (else FF_ECORRUPT). A block is VALID when its
+ * checksum matches, it decodes with no byte left over, to n rows in canonical order,
+ * ending at the footer's last ts. Readers check both every time they read a block.
+ *
+ * READING. count-at-T: binary search of the space table, then of the space's blocks for
+ * the last block with first ts <= T; T at or after a block's last ts is answered from
+ * the next block's occupancy before (or the space's last occupancy) without a decode,
+ * else that one block is decoded. Range scans and exact lookups start at the first block
+ * whose last ts reaches the wanted ts.
+ *
+ * VERIFY (ff_seg_verify) decodes everything and checks, besides open-validity:
+ *   1. every block is valid;
+ *   2. consecutive blocks of a space are in canonical order across their boundary;
+ *   3. each block's last occupancy is the next block's occupancy before, the first and
+ *      last occupancy of each space are those of its first and last row.
+ */
+#include "storage/segment.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <lz4.h>
+#include <lz4hc.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the segment format is little-endian; add byte swapping for this host"
+#endif
+
+#define MAGIC      "FFSEG\0\0\1"
+#define END_MAGIC  "FFSEGEND"
+#define HDR        32u
+#define TRAILER    32u
+#define FOOT_HDR   40u
+#define SPACE_ENT  56u
+#define BLOCK_ENT  40u
+#define BLOCK_HDR  13u
+#define MAX_RAW    (64u * FF_SEG_MAX_BLOCK)
+#define RICE_LIMIT 16u
+#define CODEC_RAW  0
+#define CODEC_LZ4  1
+
+/* ---- bytes ------------------------------------------------------------------------- */
+
+static inline uint64_t get64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline uint32_t get32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline void put64(uint8_t *p, uint64_t v)
+{
+    memcpy(p, &v, 8);
+}
+
+static inline void put32(uint8_t *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+}
+
+static inline uint64_t zigzag(int64_t v)
+{
+    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static inline int64_t unzigzag(uint64_t u)
+{
+    return (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
+}
+
+static inline unsigned bitlen(uint64_t v)
+{
+    return v ? 64u - (unsigned)__builtin_clzll(v) : 0;
+}
+
+/* A growable byte buffer. */
+typedef struct bbuf {
+    uint8_t *p;
+    size_t n, cap;
+} bbuf;
+
+static uint8_t *bb_room(bbuf *b, size_t k)
+{
+    b->p = ff_xgrow(b->p, &b->cap, b->n + k, 1);
+    return b->p + b->n;
+}
+
+static void bb_put(bbuf *b, const void *src, size_t k)
+{
+    memcpy(bb_room(b, k), src, k);
+    b->n += k;
+}
+
+static void bb_u8(bbuf *b, uint8_t v)
+{
+    bb_put(b, &v, 1);
+}
+
+static void bb_varint(bbuf *b, uint64_t v)
+{
+    uint8_t *p = bb_room(b, 10);
+    size_t k = 0;
+    while (v >= 0x80) p[k++] = (uint8_t)(v | 0x80), v >>= 7;
+    p[k++] = (uint8_t)v;
+    b->n += k;
+}
+
+/* A cursor over payload bytes; `bad` is sticky. */
+typedef struct rd {
+    const uint8_t *p, *end;
+    bool bad;
+} rd;
+
+static uint64_t rd_varint(rd *r)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+        if (r->p >= r->end) break;
+        uint8_t c = *r->p++;
+        v |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) return v;
+    }
+    r->bad = true;
+    return 0;
+}
+
+static uint8_t rd_u8(rd *r)
+{
+    if (r->p >= r->end) return r->bad = true, 0;
+    return *r->p++;
+}
+
+/* ---- bit streams ------------------------------------------------------------------- */
+
+typedef struct bitw {
+    bbuf b;
+    uint64_t acc;
+    unsigned nacc;
+} bitw;
+
+/* Appends the n (<= 32) low bits of v. */
+static void bw_put(bitw *w, uint64_t v, unsigned n)
+{
+    if (n < 64) v &= ((uint64_t)1 << n) - 1;
+    w->acc |= v << w->nacc;
+    w->nacc += n;
+    while (w->nacc >= 8) {
+        bb_u8(&w->b, (uint8_t)w->acc);
+        w->acc >>= 8;
+        w->nacc -= 8;
+    }
+}
+
+static void bw_put_wide(bitw *w, uint64_t v, unsigned n)
+{
+    if (n > 32) {
+        bw_put(w, v, 32);
+        v >>= 32, n -= 32;
+    }
+    bw_put(w, v, n);
+}
+
+static void bw_flush(bitw *w)
+{
+    if (w->nacc) bb_u8(&w->b, (uint8_t)w->acc);
+    w->acc = w->nacc = 0;
+}
+
+typedef struct bitr {
+    const uint8_t *p, *end;
+    uint64_t acc;
+    unsigned nacc;
+    bool bad;
+} bitr;
+
+/* Takes n (<= 32) bits. */
+static inline uint64_t br_get(bitr *r, unsigned n)
+{
+    while (r->nacc < n) {
+        if (r->p >= r->end) return r->bad = true, 0;
+        r->acc |= (uint64_t)*r->p++ << r->nacc;
+        r->nacc += 8;
+    }
+    uint64_t v = n ? r->acc & (((uint64_t)1 << n) - 1) : 0;
+    r->acc >>= n;
+    r->nacc -= n;
+    return v;
+}
+
+static uint64_t br_get_wide(bitr *r, unsigned n)
+{
+    if (n <= 32) return br_get(r, n);
+    uint64_t lo = br_get(r, 32);
+    return lo | br_get(r, n - 32) << 32;
+}
+
+static unsigned rice_cost(uint64_t g, unsigned k)
+{
+    uint64_t q = g >> k;
+    return q < RICE_LIMIT ? (unsigned)q + 1 + k : RICE_LIMIT + 6 + (g ? bitlen(g) : 1);
+}
+
+static void rice_put(bitw *w, uint64_t g, unsigned k)
+{
+    uint64_t q = g >> k;
+    if (q < RICE_LIMIT) {
+        bw_put(w, ((uint64_t)1 << q) - 1, (unsigned)q + 1); /* q ones, then a zero */
+        bw_put_wide(w, g, k);
+        return;
+    }
+    unsigned m = g ? bitlen(g) : 1;
+    bw_put(w, ((uint64_t)1 << RICE_LIMIT) - 1, RICE_LIMIT);
+    bw_put(w, m - 1, 6);
+    bw_put_wide(w, g, m);
+}
+
+static uint64_t rice_get(bitr *r, unsigned k)
+{
+    unsigned q = 0;
+    while (q < RICE_LIMIT && br_get(r, 1)) q++;
+    if (q < RICE_LIMIT) return ((uint64_t)q << k) | br_get_wide(r, k);
+    unsigned m = (unsigned)br_get(r, 6) + 1;
+    return br_get_wide(r, m);
+}
+
+/* ---- keys, names ------------------------------------------------------------------- */
+
+int ff_seg_key_cmp(const ff_seg_row *row, const ff_seg_key *k)
+{
+    if (row->ts != k->ts) return row->ts < k->ts ? -1 : 1;
+    if (row->dpu_id != k->dpu_id) return row->dpu_id < k->dpu_id ? -1 : 1;
+    if (row->seq != k->seq) return row->seq < k->seq ? -1 : 1;
+    if (row->direction != k->direction) return row->direction < k->direction ? -1 : 1;
+    return 0;
+}
+
+static int row_cmp(const ff_seg_row *a, const ff_seg_row *b)
+{
+    ff_seg_key k = {b->ts, b->dpu_id, b->seq, b->direction};
+    return ff_seg_key_cmp(a, &k);
+}
+
+#define TS_BIAS ((uint64_t)1 << 63)
+
+size_t ff_seg_name(char out[FF_SEG_NAME_MAX], int64_t start, int64_t end, uint32_t version)
+{
+    return (size_t)snprintf(out, FF_SEG_NAME_MAX, "seg-%016llx-%016llx-%08x.ffs",
+                            (unsigned long long)((uint64_t)start ^ TS_BIAS),
+                            (unsigned long long)((uint64_t)end ^ TS_BIAS), version);
+}
+
+static bool parse_hex(const char *s, unsigned digits, uint64_t *v)
+{
+    *v = 0;
+    for (unsigned i = 0; i < digits; i++) {
+        char c = s[i];
+        unsigned d;
+        if (c >= '0' && c <= '9')
+            d = (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            d = (unsigned)(c - 'a' + 10);
+        else
+            return false;
+        *v = *v << 4 | d;
+    }
+    return true;
+}
+
+int ff_seg_name_parse(const char *name, int64_t *start, int64_t *end, uint32_t *version)
+{
+    uint64_t a, b, v;
+    if (strlen(name) != 50 || memcmp(name, "seg-", 4) != 0 || name[20] != '-' || name[37] != '-' ||
+        strcmp(name + 46, ".ffs") != 0)
+        return FF_EFORMAT;
+    if (!parse_hex(name + 4, 16, &a) || !parse_hex(name + 21, 16, &b) ||
+        !parse_hex(name + 38, 8, &v))
+        return FF_EFORMAT;
+    *start = (int64_t)(a ^ TS_BIAS);
+    *end = (int64_t)(b ^ TS_BIAS);
+    *version = (uint32_t)v;
+    return 0;
+}
+
+static bool has_suffix(const char *s, const char *suf)
+{
+    size_t n = strlen(s), k = strlen(suf);
+    return n >= k && strcmp(s + n - k, suf) == 0;
+}
+
+static int entry_cmp(const void *pa, const void *pb)
+{
+    const ff_seg_entry *a = pa, *b = pb;
+    if (a->start != b->start) return a->start < b->start ? -1 : 1;
+    if (a->end != b->end) return a->end < b->end ? -1 : 1;
+    return a->version < b->version ? -1 : a->version > b->version;
+}
+
+int ff_seg_list(const char *dir, int flags, ff_seg_entry **out, size_t *n)
+{
+    ff_seg_entry *v = NULL;
+    size_t nv = 0, cap = 0, live = 0;
+    bool removed = false;
+    DIR *d = opendir(dir);
+    if (!d) return -errno;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        ff_seg_entry e;
+        if ((flags & FF_SEG_LIST_CLEAN) && has_suffix(de->d_name, ".ffs.tmp")) {
+            removed |= unlinkat(dirfd(d), de->d_name, 0) == 0;
+            continue;
+        }
+        if (ff_seg_name_parse(de->d_name, &e.start, &e.end, &e.version) != 0) continue;
+        snprintf(e.name, sizeof e.name, "%s", de->d_name);
+        v = ff_xgrow(v, &cap, nv + 1, sizeof *v);
+        v[nv++] = e;
+    }
+    if (nv) qsort(v, nv, sizeof *v, entry_cmp);
+    for (size_t i = 0; i < nv; i++) {
+        bool superseded = i + 1 < nv && v[i + 1].start == v[i].start && v[i + 1].end == v[i].end;
+        if (!superseded)
+            v[live++] = v[i];
+        else if (flags & FF_SEG_LIST_CLEAN)
+            removed |= unlinkat(dirfd(d), v[i].name, 0) == 0;
+    }
+    int rc = 0;
+    if (removed && fsync(dirfd(d)) != 0) rc = -errno;
+    closedir(d);
+    if (rc) {
+        free(v);
+        return rc;
+    }
+    *out = v;
+    *n = live;
+    return 0;
+}
+
+/* ---- block encoding ---------------------------------------------------------------- */
+
+/* One dictionary entry while encoding. */
+typedef struct dent {
+    uint32_t id;
+    uint16_t first_seq;
+    uint8_t step, rule;
+    uint32_t nstep[2], nrule[3];
+    int32_t prev; /* previous seq, -1 before the first row */
+} dent;
+
+static int u32_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static uint32_t dict_find(const dent *d, uint32_t nd, uint32_t id)
+{
+    uint32_t lo = 0, hi = nd;
+    while (hi - lo > 1) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (d[mid].id <= id)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static int rule_delta(unsigned rule, int dir)
+{
+    return rule == 0 ? dir : rule == 1 ? -dir : 0;
+}
+
+/* The sorted dictionary of rows[0..n) with each entry's most frequent step and rule. */
+static dent *dict_build(const ff_seg_row *rows, uint32_t n, uint32_t *nd)
+{
+    uint32_t *ids = ff_xmalloc(n * sizeof *ids);
+    for (uint32_t i = 0; i < n; i++) ids[i] = rows[i].dpu_id;
+    qsort(ids, n, sizeof *ids, u32_cmp);
+    dent *d = ff_xcalloc(n, sizeof *d);
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (i == 0 || ids[i] != ids[i - 1]) d[k].id = ids[i], d[k++].prev = -1;
+    free(ids);
+    for (uint32_t i = 0; i < n; i++) {
+        dent *e = &d[dict_find(d, k, rows[i].dpu_id)];
+        if (e->prev < 0)
+            e->first_seq = rows[i].seq;
+        else if ((uint16_t)(rows[i].seq - e->prev) <= 1)
+            e->nstep[(uint16_t)(rows[i].seq - e->prev)]++;
+        e->prev = rows[i].seq;
+        int dir = rows[i].direction;
+        if (dir == 1 || dir == -1)
+            for (unsigned r = 0; r < 3; r++) e->nrule[r] += rows[i].delta == rule_delta(r, dir);
+    }
+    for (uint32_t j = 0; j < k; j++) {
+        dent *e = &d[j];
+        e->step = e->nstep[1] >= e->nstep[0];
+        e->rule = e->nrule[0] >= e->nrule[1] ? (e->nrule[0] >= e->nrule[2] ? 0 : 2)
+                                             : (e->nrule[1] >= e->nrule[2] ? 1 : 2);
+        e->prev = -1;
+    }
+    *nd = k;
+    return d;
+}
+
+static uint64_t gcd64(uint64_t a, uint64_t b)
+{
+    while (b) {
+        uint64_t t = a % b;
+        a = b, b = t;
+    }
+    return a;
+}
+
+/* The timestamp scale and Rice parameter for rows[0..n). */
+static void gaps_params(const ff_seg_row *rows, uint32_t n, uint64_t *scale, unsigned *k)
+{
+    uint64_t g = 0, max = 0;
+    uint64_t *gap = ff_xmalloc(n * sizeof *gap);
+    for (uint32_t i = 1; i < n; i++) {
+        gap[i] = (uint64_t)rows[i].ts - (uint64_t)rows[i - 1].ts;
+        g = gcd64(g, gap[i]);
+    }
+    *scale = g ? g : 1;
+    for (uint32_t i = 1; i < n; i++) {
+        gap[i] /= *scale;
+        max = gap[i] > max ? gap[i] : max;
+    }
+    uint64_t best = UINT64_MAX;
+    *k = 0;
+    for (unsigned kk = 0; kk <= bitlen(max) && kk < 64; kk++) {
+        uint64_t cost = 0;
+        for (uint32_t i = 1; i < n; i++) cost += rice_cost(gap[i], kk);
+        if (cost < best) best = cost, *k = kk;
+    }
+    free(gap);
+}
+
+/* Writes the exception entry of a row (flags already known non-zero). */
+static void put_exception(bbuf *x, unsigned flags, const ff_seg_row *r, int64_t corr)
+{
+    bb_u8(x, (uint8_t)flags);
+    if (flags & 1) bb_put(x, &r->seq, 2);
+    if (flags & 2) bb_u8(x, (uint8_t)r->direction);
+    if (flags & 4) bb_u8(x, (uint8_t)r->delta);
+    if (flags & 8) bb_varint(x, zigzag(corr));
+}
+
+/* Encodes the payload of rows[0..n) (n >= 1) whose predecessor's occupancy is occ0. */
+static void block_encode(bbuf *out, const ff_seg_row *rows, uint32_t n, int64_t occ0)
+{
+    uint32_t nd;
+    dent *d = dict_build(rows, n, &nd);
+    uint64_t scale;
+    unsigned k, ibits = bitlen(nd - 1);
+    gaps_params(rows, n, &scale, &k);
+
+    bb_varint(out, n);
+    bb_varint(out, scale);
+    bb_u8(out, (uint8_t)k);
+    bb_varint(out, nd);
+    for (uint32_t j = 0; j < nd; j++) {
+        bb_varint(out, j ? d[j].id - d[j - 1].id : d[j].id);
+        bb_varint(out, d[j].first_seq);
+        bb_u8(out, (uint8_t)(d[j].step | d[j].rule << 1));
+    }
+    bitw w = {0};
+    bbuf x = {0};
+    int64_t prev = occ0;
+    for (uint32_t i = 0; i < n; i++) {
+        const ff_seg_row *r = &rows[i];
+        uint32_t j = dict_find(d, nd, r->dpu_id);
+        dent *e = &d[j];
+        unsigned flags = 0;
+        uint16_t want_seq = e->prev < 0 ? e->first_seq : (uint16_t)(e->prev + e->step);
+        int dir = r->direction == -1 ? -1 : 1;
+        flags |= r->seq != want_seq ? 1 : 0;
+        flags |= r->direction != dir ? 2 : 0;
+        flags |= r->delta != rule_delta(e->rule, r->direction) ? 4 : 0;
+        int64_t corr = (int64_t)((uint64_t)r->occupancy - (uint64_t)prev - (uint64_t)r->delta);
+        flags |= corr ? 8 : 0;
+        bw_put(&w, j, ibits);
+        bw_put(&w, dir < 0, 1);
+        bw_put(&w, flags != 0, 1);
+        if (i) rice_put(&w, ((uint64_t)r->ts - (uint64_t)rows[i - 1].ts) / scale, k);
+        if (flags) put_exception(&x, flags, r, corr);
+        e->prev = r->seq;
+        prev = r->occupancy;
+    }
+    bw_flush(&w);
+    bb_varint(out, w.b.n);
+    bb_put(out, w.b.p, w.b.n);
+    bb_put(out, x.p, x.n);
+    free(w.b.p);
+    free(x.p);
+    free(d);
+}
+
+/* ---- block decoding ---------------------------------------------------------------- */
+
+/* A footer block entry. */
+typedef struct bent {
+    uint64_t off;
+    uint32_t len, rows;
+    int64_t first_ts, last_ts, occ_before;
+} bent;
+
+/* Rebuilds one row from the bit stream and exception list; see the format. */
+static bool decode_row(bitr *br, rd *x, const dent *d, uint32_t nd, unsigned ibits,
+                       int32_t *prevseq, ff_seg_row *r)
+{
+    uint32_t j = (uint32_t)br_get(br, ibits);
+    int dir = br_get(br, 1) ? -1 : 1;
+    bool exc = br_get(br, 1);
+    if (br->bad || j >= nd) return false;
+    const dent *e = &d[j];
+    r->dpu_id = e->id;
+    r->seq = prevseq[j] < 0 ? e->first_seq : (uint16_t)(prevseq[j] + e->step);
+    r->direction = (int8_t)dir;
+    unsigned flags = exc ? rd_u8(x) : 0;
+    if (exc && (flags == 0 || flags > 15)) return false;
+    if (flags & 1) {
+        uint8_t lo = rd_u8(x), hi = rd_u8(x);
+        r->seq = (uint16_t)(lo | hi << 8);
+    }
+    if (flags & 2) r->direction = (int8_t)rd_u8(x);
+    r->delta = (int8_t)rule_delta(e->rule, r->direction);
+    if (flags & 4) r->delta = (int8_t)rd_u8(x);
+    r->occupancy = (flags & 8) ? unzigzag(rd_varint(x)) : 0; /* the correction, for now */
+    prevseq[j] = r->seq;
+    return !x->bad;
+}
+
+/* Parses the dictionary; NULL on malformed input. */
+static dent *dict_parse(rd *p, uint32_t n, uint32_t *nd)
+{
+    uint64_t k = rd_varint(p);
+    if (p->bad || k == 0 || k > n) return NULL;
+    dent *d = ff_xcalloc(k, sizeof *d);
+    uint64_t id = 0;
+    for (uint64_t j = 0; j < k; j++) {
+        uint64_t v = rd_varint(p), seq = rd_varint(p);
+        unsigned mode = rd_u8(p);
+        id += v;
+        if (p->bad || (j && v == 0) || id > UINT32_MAX || seq > UINT16_MAX || mode > 5) {
+            free(d);
+            return NULL;
+        }
+        d[j].id = (uint32_t)id;
+        d[j].first_seq = (uint16_t)seq;
+        d[j].step = mode & 1;
+        d[j].rule = (uint8_t)(mode >> 1);
+    }
+    *nd = (uint32_t)k;
+    return d;
+}
+
+/* Decodes payload[0..len) of block b into rows[0..b->rows). Returns NULL or what is
+ * wrong. */
+static const char *payload_decode(const uint8_t *payload, size_t len, const bent *b,
+                                  ff_seg_row *rows)
+{
+    rd p = {payload, payload + len, false};
+    uint32_t n = b->rows, nd = 0;
+    uint64_t nn = rd_varint(&p), scale = rd_varint(&p);
+    unsigned k = rd_u8(&p);
+    if (p.bad || nn != n || scale == 0 || k > 63) return "bad block header";
+    dent *d = dict_parse(&p, n, &nd);
+    if (!d) return "bad dictionary";
+    const char *why = NULL;
+    uint64_t nbits = rd_varint(&p);
+    if (p.bad || nbits > (uint64_t)(p.end - p.p)) {
+        why = "bad bit stream length";
+        goto out;
+    }
+    bitr br = {p.p, p.p + nbits, 0, 0, false};
+    rd x = {p.p + nbits, p.end, false};
+    int32_t *prevseq = ff_xmalloc(nd * sizeof *prevseq);
+    for (uint32_t j = 0; j < nd; j++) prevseq[j] = -1;
+    unsigned ibits = bitlen(nd - 1);
+    uint64_t occ = (uint64_t)b->occ_before;
+    for (uint32_t i = 0; i < n && !why; i++) {
+        ff_seg_row *r = &rows[i];
+        bool ok = decode_row(&br, &x, d, nd, ibits, prevseq, r);
+        uint64_t g = i ? rice_get(&br, k) : 0;
+        if (!ok || br.bad) {
+            why = "bad row encoding";
+            break;
+        }
+        uint64_t step = g * scale;
+        if (i &&
+            (g > UINT64_MAX / scale || step > (uint64_t)INT64_MAX - (uint64_t)rows[i - 1].ts)) {
+            why = "timestamp out of range";
+            break;
+        }
+        r->ts = i ? (int64_t)((uint64_t)rows[i - 1].ts + step) : b->first_ts;
+        occ += (uint64_t)(int64_t)r->delta + (uint64_t)r->occupancy; /* + correction */
+        r->occupancy = (int64_t)occ;
+        if (i && row_cmp(&rows[i - 1], r) > 0) why = "rows out of canonical order";
+    }
+    free(prevseq);
+    if (!why && (br.p != br.end || br.acc != 0 || x.p != x.end))
+        why = "bytes left over after the last row";
+    if (!why && rows[n - 1].ts != b->last_ts) why = "last timestamp differs from the footer";
+out:
+    free(d);
+    return why;
+}
+
+/* ---- writer ------------------------------------------------------------------------ */
+
+struct ff_seg_writer {
+    int dirfd, fd;
+    char name[FF_SEG_NAME_MAX + 8], tmp[FF_SEG_NAME_MAX + 16];
+    uint64_t salt, off;
+    uint32_t block_rows;
+    int lz4_level;
+    bool have_space, failed;
+    uint32_t last_space;
+    bbuf out;    /* bytes not yet written, ending at off */
+    bbuf spaces; /* footer space entries */
+    bbuf blocks; /* footer block entries */
+    ff_seg_stats st;
+    int64_t first_ts, last_ts;
+};
+
+static int write_all(int fd, const void *buf, size_t n)
+{
+    const uint8_t *p = buf;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return -errno;
+        p += w, n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int w_flush(ff_seg_writer *w)
+{
+    int rc = write_all(w->fd, w->out.p, w->out.n);
+    w->out.n = 0;
+    if (rc) w->failed = true;
+    return rc;
+}
+
+static uint64_t new_salt(void)
+{
+    uint64_t s;
+    if (getrandom(&s, sizeof s, GRND_NONBLOCK) == (ssize_t)sizeof s) return s;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return XXH64(&ts, sizeof ts, (uint64_t)getpid());
+}
+
+int ff_seg_writer_open(ff_seg_writer **out, const char *dir, const char *name,
+                       const ff_seg_writer_opts *opts)
+{
+    if (strchr(name, '/') || strlen(name) + 1 > FF_SEG_NAME_MAX || !name[0]) return FF_EINVAL;
+    uint32_t br = opts && opts->block_rows ? opts->block_rows : FF_SEG_BLOCK_ROWS;
+    if (br > FF_SEG_MAX_BLOCK || (opts && (opts->lz4_level < 0 || opts->lz4_level > 12)))
+        return FF_EINVAL;
+    ff_seg_writer *w = ff_xcalloc(1, sizeof *w);
+    w->block_rows = br;
+    w->lz4_level = opts ? opts->lz4_level : 0;
+    snprintf(w->name, sizeof w->name, "%s", name);
+    snprintf(w->tmp, sizeof w->tmp, "%s.tmp", name);
+    w->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (w->dirfd < 0) {
+        int rc = -errno;
+        free(w);
+        return rc;
+    }
+    w->fd = openat(w->dirfd, w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (w->fd < 0) {
+        int rc = -errno;
+        close(w->dirfd);
+        free(w);
+        return rc;
+    }
+    w->salt = new_salt();
+    uint8_t *h = bb_room(&w->out, HDR);
+    memset(h, 0, HDR);
+    memcpy(h, MAGIC, 8);
+    put32(h + 8, FF_SEG_VERSION);
+    put32(h + 12, HDR);
+    put64(h + 16, w->salt);
+    put64(h + 24, XXH3_64bits(h, 24));
+    w->out.n = w->off = HDR;
+    *out = w;
+    return 0;
+}
+
+/* Appends one block of rows[0..n) to the file and its entry to the footer. */
+static int w_block(ff_seg_writer *w, const ff_seg_row *rows, uint32_t n, int64_t occ0)
+{
+    bbuf raw = {0};
+    block_encode(&raw, rows, n, occ0);
+    int bound = LZ4_compressBound((int)raw.n);
+    uint8_t *blk = bb_room(&w->out, BLOCK_HDR + (size_t)bound + raw.n);
+    int z = w->lz4_level
+                ? LZ4_compress_HC((char *)raw.p, (char *)blk + BLOCK_HDR, (int)raw.n, bound,
+                                  w->lz4_level)
+                : LZ4_compress_default((char *)raw.p, (char *)blk + BLOCK_HDR, (int)raw.n, bound);
+    bool lz = z > 0 && (size_t)z < raw.n;
+    if (!lz) memcpy(blk + BLOCK_HDR, raw.p, raw.n);
+    uint32_t len = BLOCK_HDR + (lz ? (uint32_t)z : (uint32_t)raw.n);
+    put32(blk + 8, (uint32_t)raw.n);
+    blk[12] = lz ? CODEC_LZ4 : CODEC_RAW;
+    put64(blk, XXH3_64bits_withSeed(blk + 8, len - 8, w->salt ^ w->off));
+    w->out.n += len;
+
+    uint8_t *e = bb_room(&w->blocks, BLOCK_ENT);
+    put64(e, w->off);
+    put32(e + 8, len);
+    put32(e + 12, n);
+    put64(e + 16, (uint64_t)rows[0].ts);
+    put64(e + 24, (uint64_t)rows[n - 1].ts);
+    put64(e + 32, (uint64_t)occ0);
+    w->blocks.n += BLOCK_ENT;
+    w->off += len;
+    w->st.blocks++;
+    w->st.raw_bytes += raw.n;
+    w->st.stored_bytes += len - BLOCK_HDR;
+    free(raw.p);
+    return w->out.n >= (1u << 20) ? w_flush(w) : 0;
+}
+
+int ff_seg_writer_add_space(ff_seg_writer *w, uint32_t space_id, int64_t occ_before,
+                            const ff_seg_row *rows, size_t n)
+{
+    if (w->failed) return -EIO;
+    if (n == 0) return 0;
+    if (w->have_space && space_id <= w->last_space) return FF_EINVAL;
+    for (size_t i = 1; i < n; i++)
+        if (row_cmp(&rows[i - 1], &rows[i]) > 0) return FF_EINVAL;
+    uint64_t first_block = w->st.blocks;
+    size_t nb = (n + w->block_rows - 1) / w->block_rows, per = (n + nb - 1) / nb;
+    for (size_t i = 0; i < n; i += per) {
+        uint32_t k = (uint32_t)(n - i < per ? n - i : per);
+        int rc = w_block(w, rows + i, k, i ? rows[i - 1].occupancy : occ_before);
+        if (rc) return rc;
+    }
+    uint8_t *e = bb_room(&w->spaces, SPACE_ENT);
+    put32(e, space_id);
+    put32(e + 4, (uint32_t)(w->st.blocks - first_block));
+    put64(e + 8, first_block);
+    put64(e + 16, n);
+    put64(e + 24, (uint64_t)rows[0].ts);
+    put64(e + 32, (uint64_t)rows[n - 1].ts);
+    put64(e + 40, (uint64_t)rows[0].occupancy);
+    put64(e + 48, (uint64_t)rows[n - 1].occupancy);
+    w->spaces.n += SPACE_ENT;
+    if (!w->st.spaces || rows[0].ts < w->first_ts) w->first_ts = rows[0].ts;
+    if (!w->st.spaces || rows[n - 1].ts > w->last_ts) w->last_ts = rows[n - 1].ts;
+    w->st.spaces++;
+    w->st.rows += n;
+    w->have_space = true;
+    w->last_space = space_id;
+    return 0;
+}
+
+/* Appends footer and trailer and writes everything out. */
+static int w_footer(ff_seg_writer *w)
+{
+    uint64_t foot = w->off;
+    uint8_t *h = bb_room(&w->out, FOOT_HDR);
+    memset(h, 0, FOOT_HDR);
+    put32(h, (uint32_t)w->st.spaces);
+    put64(h + 8, w->st.blocks);
+    put64(h + 16, w->st.rows);
+    put64(h + 24, (uint64_t)w->first_ts);
+    put64(h + 32, (uint64_t)w->last_ts);
+    size_t start = w->out.n;
+    w->out.n += FOOT_HDR;
+    bb_put(&w->out, w->spaces.p, w->spaces.n);
+    bb_put(&w->out, w->blocks.p, w->blocks.n);
+    uint64_t len = w->out.n - start;
+    uint8_t *t = bb_room(&w->out, TRAILER);
+    put64(t, foot);
+    put64(t + 8, len);
+    put64(t + 16, XXH3_64bits_withSeed(w->out.p + start, len + 16, w->salt));
+    memcpy(t + 24, END_MAGIC, 8);
+    w->out.n += TRAILER;
+    w->off += len + TRAILER;
+    w->st.file_bytes = w->off;
+    return w_flush(w);
+}
+
+static void w_free(ff_seg_writer *w)
+{
+    if (w->fd >= 0) close(w->fd);
+    close(w->dirfd);
+    free(w->out.p);
+    free(w->spaces.p);
+    free(w->blocks.p);
+    free(w);
+}
+
+int ff_seg_writer_finish(ff_seg_writer *w, const char *replaces, ff_seg_stats *st)
+{
+    int rc = w->failed ? -EIO : w_footer(w);
+    if (!rc && fsync(w->fd) != 0) rc = -errno;
+    if (!rc && renameat(w->dirfd, w->tmp, w->dirfd, w->name) != 0) rc = -errno;
+    if (rc) {
+        unlinkat(w->dirfd, w->tmp, 0);
+        w_free(w);
+        return rc;
+    }
+    if (fsync(w->dirfd) != 0) rc = -errno;
+    if (!rc && replaces && strcmp(replaces, w->name) != 0) {
+        if (unlinkat(w->dirfd, replaces, 0) != 0 && errno != ENOENT) rc = -errno;
+        if (!rc && fsync(w->dirfd) != 0) rc = -errno;
+    }
+    if (st) *st = w->st;
+    w_free(w);
+    return rc;
+}
+
+void ff_seg_writer_abort(ff_seg_writer *w)
+{
+    unlinkat(w->dirfd, w->tmp, 0);
+    w_free(w);
+}
+
+/* ---- reader ------------------------------------------------------------------------ */
+
+struct ff_seg {
+    char *path;
+    const uint8_t *map;
+    uint64_t size, salt, foot;
+    const uint8_t *spaces, *blocks; /* footer tables, in the mapping */
+    uint32_t nspaces;
+    uint64_t nblocks, rows;
+    int64_t first_ts, last_ts;
+    atomic_int err_state; /* 0 none, 1 being written, 2 set */
+    char err[FF_SEG_ERRLEN];
+};
+
+static bent block_at(const ff_seg *seg, uint64_t i)
+{
+    const uint8_t *e = seg->blocks + i * BLOCK_ENT;
+    return (bent){get64(e),
+                  get32(e + 8),
+                  get32(e + 12),
+                  (int64_t)get64(e + 16),
+                  (int64_t)get64(e + 24),
+                  (int64_t)get64(e + 32)};
+}
+
+/* Space i with its first block index in *first. */
+static void space_at(const ff_seg *seg, uint32_t i, ff_seg_space *s, uint64_t *first)
+{
+    const uint8_t *e = seg->spaces + (uint64_t)i * SPACE_ENT;
+    s->space_id = get32(e);
+    s->blocks = get32(e + 4);
+    *first = get64(e + 8);
+    s->rows = get64(e + 16);
+    s->first_ts = (int64_t)get64(e + 24);
+    s->last_ts = (int64_t)get64(e + 32);
+    s->first_occ = (int64_t)get64(e + 40);
+    s->last_occ = (int64_t)get64(e + 48);
+    s->occ_before = *first < seg->nblocks ? block_at(seg, *first).occ_before : 0;
+}
+
+static void fmt(char *err, size_t errlen, const char *f, ...) __attribute__((format(printf, 3, 4)));
+static void fmt(char *err, size_t errlen, const char *f, ...)
+{
+    if (!errlen) return;
+    va_list ap;
+    va_start(ap, f);
+    vsnprintf(err, errlen, f, ap);
+    va_end(ap);
+}
+
+/* Checks the footer's structural rules (see the format); NULL or what is wrong. */
+static const char *footer_check(const ff_seg *seg)
+{
+    uint64_t next_block = 0, off = HDR, rows = 0;
+    for (uint32_t i = 0; i < seg->nspaces; i++) {
+        ff_seg_space s;
+        uint64_t first, srows = 0;
+        space_at(seg, i, &s, &first);
+        if (i && s.space_id <= get32(seg->spaces + (uint64_t)(i - 1) * SPACE_ENT))
+            return "space ids not ascending";
+        if (s.blocks == 0 || first != next_block || s.blocks > seg->nblocks - first)
+            return "bad block range of a space";
+        for (uint64_t j = first; j < first + s.blocks; j++) {
+            bent b = block_at(seg, j);
+            if (b.off != off || b.len <= BLOCK_HDR || b.len > seg->foot - off)
+                return "bad block offset or length";
+            if (b.rows == 0 || b.rows > FF_SEG_MAX_BLOCK || b.first_ts > b.last_ts)
+                return "bad block rows or time range";
+            if (j > first && b.first_ts < block_at(seg, j - 1).last_ts)
+                return "blocks of a space out of order";
+            off += b.len;
+            srows += b.rows;
+        }
+        if (srows != s.rows || s.first_ts != block_at(seg, first).first_ts ||
+            s.last_ts != block_at(seg, first + s.blocks - 1).last_ts)
+            return "space totals differ from its blocks";
+        if (s.first_ts < seg->first_ts || s.last_ts > seg->last_ts)
+            return "space time range outside the segment's";
+        next_block += s.blocks;
+        rows += s.rows;
+    }
+    if (next_block != seg->nblocks || off != seg->foot || rows != seg->rows)
+        return "footer totals differ from the tables";
+    return NULL;
+}
+
+/* Validates header, trailer and footer of a mapped file; fills seg. */
+static int seg_validate(ff_seg *seg, char *err, size_t errlen)
+{
+    const uint8_t *m = seg->map;
+    const char *path = seg->path;
+    if (seg->size < 8 || memcmp(m, MAGIC, 8) != 0) {
+        fmt(err, errlen, "%s: not a segment (bad magic)", path);
+        return FF_EFORMAT;
+    }
+    if (seg->size >= 12 && get32(m + 8) != FF_SEG_VERSION) {
+        fmt(err, errlen, "%s: version %u, expected %u", path, get32(m + 8), FF_SEG_VERSION);
+        return FF_EVERSION;
+    }
+    if (seg->size < HDR + FOOT_HDR + TRAILER) {
+        fmt(err, errlen, "corrupt at offset %llu in %s: file truncated",
+            (unsigned long long)seg->size, path);
+        return FF_ECORRUPT;
+    }
+    if (get32(m + 12) != HDR || get64(m + 24) != XXH3_64bits(m, 24)) {
+        fmt(err, errlen, "corrupt at offset 0 in %s: header checksum mismatch", path);
+        return FF_ECORRUPT;
+    }
+    seg->salt = get64(m + 16);
+    const uint8_t *t = m + seg->size - TRAILER;
+    uint64_t toff = seg->size - TRAILER, foot = get64(t), len = get64(t + 8);
+    if (memcmp(t + 24, END_MAGIC, 8) != 0 || foot < HDR || len < FOOT_HDR || foot + len != toff) {
+        fmt(err, errlen, "corrupt at offset %llu in %s: bad trailer (file truncated?)",
+            (unsigned long long)toff, path);
+        return FF_ECORRUPT;
+    }
+    if (get64(t + 16) != XXH3_64bits_withSeed(m + foot, len + 16, seg->salt)) {
+        fmt(err, errlen, "corrupt at offset %llu in %s: footer checksum mismatch",
+            (unsigned long long)foot, path);
+        return FF_ECORRUPT;
+    }
+    const uint8_t *f = m + foot;
+    seg->foot = foot;
+    seg->nspaces = get32(f);
+    seg->nblocks = get64(f + 8);
+    seg->rows = get64(f + 16);
+    seg->first_ts = (int64_t)get64(f + 24);
+    seg->last_ts = (int64_t)get64(f + 32);
+    seg->spaces = f + FOOT_HDR;
+    seg->blocks = seg->spaces + (uint64_t)seg->nspaces * SPACE_ENT;
+    const char *why = NULL;
+    if (get32(f + 4) != 0 || seg->nblocks > len / BLOCK_ENT ||
+        len != FOOT_HDR + (uint64_t)seg->nspaces * SPACE_ENT + seg->nblocks * BLOCK_ENT)
+        why = "footer size does not match its tables";
+    else
+        why = footer_check(seg);
+    if (why) {
+        fmt(err, errlen, "corrupt at offset %llu in %s: %s", (unsigned long long)foot, path, why);
+        return FF_ECORRUPT;
+    }
+    return 0;
+}
+
+int ff_seg_open(const char *path, ff_seg **out, char *err, size_t errlen)
+{
+    fmt(err, errlen, "%s", "");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int rc = -errno;
+        fmt(err, errlen, "%s: %s", path, strerror(-rc));
+        return rc;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int rc = -errno;
+        close(fd);
+        fmt(err, errlen, "%s: %s", path, strerror(-rc));
+        return rc;
+    }
+    ff_seg *seg = ff_xcalloc(1, sizeof *seg);
+    seg->path = ff_xstrdup(path);
+    seg->size = (uint64_t)st.st_size;
+    int rc = 0;
+    if (seg->size == 0) {
+        fmt(err, errlen, "%s: not a segment (empty file)", path);
+        rc = FF_EFORMAT;
+        goto out_free;
+    }
+    void *p = mmap(NULL, seg->size, PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+        rc = -errno;
+        fmt(err, errlen, "%s: mmap: %s", path, strerror(-rc));
+        goto out_free;
+    }
+    seg->map = p;
+    rc = seg_validate(seg, err, errlen);
+    if (rc) goto out_unmap;
+    close(fd);
+    *out = seg;
+    return 0;
+
+out_unmap:
+    munmap((void *)seg->map, seg->size);
+out_free:
+    close(fd);
+    free(seg->path);
+    free(seg);
+    return rc;
+}
+
+void ff_seg_close(ff_seg *seg)
+{
+    if (!seg) return;
+    munmap((void *)seg->map, seg->size);
+    free(seg->path);
+    free(seg);
+}
+
+const char *ff_seg_path(const ff_seg *seg)
+{
+    return seg->path;
+}
+
+void ff_seg_get_info(const ff_seg *seg, ff_seg_info *out)
+{
+    out->version = FF_SEG_VERSION;
+    out->spaces = seg->nspaces;
+    out->blocks = seg->nblocks;
+    out->rows = seg->rows;
+    out->first_ts = seg->first_ts;
+    out->last_ts = seg->last_ts;
+    out->file_bytes = seg->size;
+}
+
+void ff_seg_space_at(const ff_seg *seg, uint32_t i, ff_seg_space *out)
+{
+    uint64_t first;
+    FF_ASSERT(i < seg->nspaces);
+    space_at(seg, i, out, &first);
+}
+
+/* Index of space_id in the space table, or -1. */
+static int64_t space_find(const ff_seg *seg, uint32_t space_id)
+{
+    uint32_t lo = 0, hi = seg->nspaces;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2, id = get32(seg->spaces + (uint64_t)mid * SPACE_ENT);
+        if (id == space_id) return mid;
+        if (id < space_id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+int ff_seg_space_info(const ff_seg *seg, uint32_t space_id, ff_seg_space *out)
+{
+    int64_t i = space_find(seg, space_id);
+    if (i < 0) return FF_ENOTFOUND;
+    ff_seg_space_at(seg, (uint32_t)i, out);
+    return 0;
+}
+
+const char *ff_seg_error(const ff_seg *seg)
+{
+    return atomic_load(&seg->err_state) == 2 ? seg->err : "";
+}
+
+/* Records the first read error of seg (the segment is immutable otherwise). */
+static int seg_corrupt(const ff_seg *cseg, uint64_t off, const char *why)
+{
+    ff_seg *seg = (ff_seg *)cseg;
+    int zero = 0;
+    if (atomic_compare_exchange_strong(&seg->err_state, &zero, 1)) {
+        snprintf(seg->err, sizeof seg->err, "corrupt at offset %llu in %s: %s",
+                 (unsigned long long)off, seg->path, why);
+        atomic_store(&seg->err_state, 2);
+    }
+    return FF_ECORRUPT;
+}
+
+/* Checks and decodes block i into a new array (free() it) of its rows. */
+static int block_read(const ff_seg *seg, uint64_t i, ff_seg_row **out)
+{
+    bent b = block_at(seg, i);
+    const uint8_t *p = seg->map + b.off;
+    if (get64(p) != XXH3_64bits_withSeed(p + 8, b.len - 8, seg->salt ^ b.off))
+        return seg_corrupt(seg, b.off, "block checksum mismatch");
+    uint32_t raw = get32(p + 8), zlen = b.len - BLOCK_HDR;
+    const uint8_t *payload = p + BLOCK_HDR;
+    uint8_t *buf = NULL;
+    if (raw == 0 || raw > MAX_RAW || p[12] > CODEC_LZ4 || (p[12] == CODEC_RAW && zlen != raw))
+        return seg_corrupt(seg, b.off, "bad block header");
+    if (p[12] == CODEC_LZ4) {
+        buf = ff_xmalloc(raw);
+        if (LZ4_decompress_safe((const char *)payload, (char *)buf, (int)zlen, (int)raw) !=
+            (int)raw) {
+            free(buf);
+            return seg_corrupt(seg, b.off, "lz4 data does not decompress");
+        }
+        payload = buf;
+    }
+    ff_seg_row *rows = ff_xmalloc((size_t)b.rows * sizeof *rows);
+    const char *why = payload_decode(payload, raw, &b, rows);
+    free(buf);
+    if (why) {
+        free(rows);
+        return seg_corrupt(seg, b.off, why);
+    }
+    *out = rows;
+    return 0;
+}
+
+int ff_seg_count_at(const ff_seg *seg, uint32_t space_id, int64_t t, int64_t *occ, bool *found)
+{
+    int64_t si = space_find(seg, space_id);
+    if (si < 0) return FF_ENOTFOUND;
+    ff_seg_space s;
+    uint64_t first;
+    space_at(seg, (uint32_t)si, &s, &first);
+    *found = t >= s.first_ts;
+    if (t < s.first_ts) return *occ = s.occ_before, 0;
+    if (t >= s.last_ts) return *occ = s.last_occ, 0;
+    uint64_t lo = first, hi = first + s.blocks; /* last block with first_ts <= t */
+    while (hi - lo > 1) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (block_at(seg, mid).first_ts <= t)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    bent b = block_at(seg, lo);
+    if (t >= b.last_ts) {
+        *occ = lo + 1 < first + s.blocks ? block_at(seg, lo + 1).occ_before : s.last_occ;
+        return 0;
+    }
+    ff_seg_row *rows;
+    int rc = block_read(seg, lo, &rows);
+    if (rc) return rc;
+    uint32_t a = 0, z = b.rows; /* first row with ts > t; rows[0].ts <= t < last */
+    while (z - a > 1) {
+        uint32_t mid = a + (z - a) / 2;
+        if (rows[mid].ts <= t)
+            a = mid;
+        else
+            z = mid;
+    }
+    *occ = rows[a].occupancy;
+    free(rows);
+    return 0;
+}
+
+/* First block of space (blocks [first, end)) whose last ts is >= ts. */
+static uint64_t block_reaching(const ff_seg *seg, uint64_t first, uint64_t end, int64_t ts)
+{
+    while (first < end) {
+        uint64_t mid = first + (end - first) / 2;
+        if (block_at(seg, mid).last_ts < ts)
+            first = mid + 1;
+        else
+            end = mid;
+    }
+    return first;
+}
+
+int ff_seg_rows(const ff_seg *seg, uint32_t space_id, int64_t start, int64_t end,
+                const ff_seg_key *after, ff_seg_row_cb cb, void *ctx)
+{
+    int64_t si = space_find(seg, space_id);
+    if (si < 0) return FF_ENOTFOUND;
+    ff_seg_space s;
+    uint64_t first;
+    space_at(seg, (uint32_t)si, &s, &first);
+    int64_t from = after && after->ts > start ? after->ts : start;
+    for (uint64_t i = block_reaching(seg, first, first + s.blocks, from);
+         i < first + s.blocks && block_at(seg, i).first_ts < end; i++) {
+        ff_seg_row *rows;
+        int rc = block_read(seg, i, &rows);
+        if (rc) return rc;
+        uint32_t n = block_at(seg, i).rows;
+        for (uint32_t j = 0; j < n && rows[j].ts < end && !rc; j++) {
+            if (rows[j].ts < start || (after && ff_seg_key_cmp(&rows[j], after) <= 0)) continue;
+            rc = cb(ctx, &rows[j]);
+        }
+        free(rows);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+int ff_seg_find(const ff_seg *seg, uint32_t space_id, const ff_seg_key *key, ff_seg_row *row)
+{
+    int64_t si = space_find(seg, space_id);
+    if (si < 0) return 0;
+    ff_seg_space s;
+    uint64_t first;
+    space_at(seg, (uint32_t)si, &s, &first);
+    for (uint64_t i = block_reaching(seg, first, first + s.blocks, key->ts);
+         i < first + s.blocks && block_at(seg, i).first_ts <= key->ts; i++) {
+        ff_seg_row *rows;
+        int rc = block_read(seg, i, &rows);
+        if (rc) return rc;
+        uint32_t n = block_at(seg, i).rows, a = 0, z = n; /* first row >= key */
+        while (a < z) {
+            uint32_t mid = a + (z - a) / 2;
+            if (ff_seg_key_cmp(&rows[mid], key) < 0)
+                a = mid + 1;
+            else
+                z = mid;
+        }
+        int hit = a < n && ff_seg_key_cmp(&rows[a], key) == 0;
+        if (hit && row) *row = rows[a];
+        free(rows);
+        if (hit) return 1;
+        if (a < n) return 0; /* a greater key is in this block: no later block has it */
+    }
+    return 0;
+}
+
+/* ---- verify ------------------------------------------------------------------------ */
+
+/* Checks the blocks of space i (invariants 1-3); rows counted into rep. */
+static int verify_space(const ff_seg *seg, uint32_t i, ff_seg_report *rep)
+{
+    ff_seg_space s;
+    uint64_t first;
+    ff_seg_row last = {0};
+    space_at(seg, i, &s, &first);
+    for (uint64_t j = first; j < first + s.blocks; j++) {
+        bent b = block_at(seg, j);
+        ff_seg_row *rows;
+        int rc = block_read(seg, j, &rows);
+        if (rc) return rc;
+        const char *why = NULL;
+        if (j > first && row_cmp(&last, &rows[0]) > 0)
+            why = "rows out of canonical order across blocks";
+        else if (j > first && last.occupancy != b.occ_before)
+            why = "occupancy chain broken between blocks";
+        else if (j == first && rows[0].occupancy != s.first_occ)
+            why = "first occupancy differs from the footer";
+        last = rows[b.rows - 1];
+        free(rows);
+        if (why) return seg_corrupt(seg, b.off, why);
+        rep->rows_checked += b.rows;
+    }
+    if (last.occupancy != s.last_occ)
+        return seg_corrupt(seg, block_at(seg, first + s.blocks - 1).off,
+                           "last occupancy differs from the footer");
+    return 0;
+}
+
+int ff_seg_verify(const char *path, ff_seg_report *rep)
+{
+    ff_seg *seg;
+    memset(rep, 0, sizeof *rep);
+    int rc = ff_seg_open(path, &seg, rep->error, sizeof rep->error);
+    if (rc) return rc;
+    ff_seg_get_info(seg, &rep->info);
+    for (uint32_t i = 0; i < seg->nspaces && !rc; i++) rc = verify_space(seg, i, rep);
+    if (rc) snprintf(rep->error, sizeof rep->error, "%s", ff_seg_error(seg));
+    ff_seg_close(seg);
+    return rc;
+}
