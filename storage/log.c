@@ -50,9 +50,13 @@
  * for a header) is the clean end of the file; any other invalid record ends it too:
  *   - in a file that is not the last one, that is corruption: FF_ECORRUPT, naming file
  *     and offset. (Bytes after a clean end of such a file are not read.)
- *   - in the last file it is a torn or corrupt tail: every byte from the end of the last
- *     valid record up to the last non-zero byte of the file is zeroed and msync'd, and
- *     reported (cut_offset = end of the last valid record, cut_bytes = length of that
+ *   - in the last file, when a record further on still validates at its own position
+ *     (checked at every 8-byte offset up to the last non-zero byte), the damage is in
+ *     the middle of acknowledged data, not a tail: FF_ECORRUPT naming file and offset,
+ *     and nothing is changed on disk.
+ *   - otherwise, in the last file it is a torn or corrupt tail: every byte from the end
+ *     of the last valid record up to the last non-zero byte of the file is zeroed and
+ *     msync'd, and reported (cut_offset = end of the last valid record, cut_bytes = length of that
  *     region). Non-zero bytes after a clean end are cut the same way, so no stale bytes
  *     can ever be revived by later appends. A last file shorter than its header says is
  *     extended back with zeros and reported as cut ("file truncated").
@@ -588,12 +592,35 @@ static int check_chain(struct recover *r, const char *name, uint64_t base, const
     return 0;
 }
 
-/* Cuts the tail of the last file after `end`; `trunc` >= 0 if the file had been cut short. */
+/*
+ * A damaged record followed, further on, by a record that validates at its own position
+ * is not a torn tail: the damage is in the middle of acknowledged data. Returns the
+ * offset of the first such record after `end`, or 0.
+ */
+static uint64_t valid_record_after(const uint8_t *map, const struct fhdr *h, uint64_t end,
+                                   uint64_t nz)
+{
+    const char *why;
+    for (uint64_t off = end + 8; off + REC_HDR <= nz; off += 8)
+        if (rec_check(map, h, off, &why) > 0) return off;
+    return 0;
+}
+
+/* Cuts the tail of the last file after `end`; `trunc` >= 0 if the file had been cut short.
+ * Refuses (FF_ECORRUPT) when valid records follow the damage. */
 static int cut_tail(struct recover *r, const char *name, uint8_t *map, const struct fhdr *h,
                     uint64_t end, const char *why, int64_t trunc)
 {
     uint64_t nz = nonzero_end(map, end, h->size);
     if (nz == end && !why && trunc < 0) return 0;
+    uint64_t next = why ? valid_record_after(map, h, end, nz) : 0;
+    if (next) {
+        say(r->rep, name, (int64_t)end,
+            "%s: corrupt at offset %llu (%s) but valid records follow at %llu: "
+            "not a torn tail, nothing cut; restore or move the file aside",
+            name, (unsigned long long)end, why, (unsigned long long)next);
+        return FF_ECORRUPT;
+    }
     r->rep->cut_bytes = nz - end;
     if (trunc >= 0)
         say(r->rep, name, (int64_t)end, "file truncated to %lld bytes", (long long)trunc);

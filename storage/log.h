@@ -48,7 +48,7 @@ typedef struct ff_log_recovery {
     uint64_t cut_bytes;      /* non-zero bytes after the last valid record that were cut */
     int64_t cut_offset;      /* offset in cut_file where the cut began, -1 if nothing cut */
     char cut_file[256];      /* file name (inside the directory) of the cut, "" if none */
-    char cut_reason[128];    /* "checksum mismatch", "bad length", ... */
+    char cut_reason[256];    /* "checksum mismatch", "bad length", ... */
 } ff_log_recovery;
 
 /*
@@ -62,8 +62,9 @@ typedef int (*ff_log_replay_cb)(void *ctx, int type, const void *payload, uint32
  * Opens (creating if needed) the log in directory `dir` (created if missing), replays
  * every valid record through cb (may be NULL), cuts a torn or corrupt tail of the last
  * file (zeroing it durably so it can never reappear) and reports the cut in *rep (may be
- * NULL). Corruption inside a file that is not the last one is not a tail: the open fails
- * with FF_ECORRUPT and the message in rep->cut_reason names file and offset.
+ * NULL). Corruption inside a file that is not the last one, or followed by valid
+ * records in the last one, is not a tail: the open fails with FF_ECORRUPT, changes
+ * nothing, and the message in rep->cut_reason names file and offset.
  * On success *out owns the log until ff_log_close().
  */
 int ff_log_open(ff_log **out, const char *dir, const ff_log_opts *opts, ff_log_replay_cb cb,

@@ -124,4 +124,40 @@ def restart_identical():
 
 
 r.check("kill -9 when idle: identical answers incl. status and revision", restart_identical)
+
+
+def damage_in_the_middle_refuses():
+    """Damage followed by acknowledged records is not a torn tail: footfalld refuses to
+    start, names the file, and changes nothing; repaired, it starts with everything."""
+    srv = Server("--settle", "5m")
+    try:
+        srv.send_tcp(BATCHES[:200])
+        srv.stop()
+        log = [f for f in os.listdir(srv.data_dir) if f.endswith(".ffl")][0]
+        path = os.path.join(srv.data_dir, log)
+        with open(path, "r+b") as f:
+            f.seek(100000)
+            orig = f.read(10)
+            f.seek(100000)
+            f.write(bytes(b ^ 0x5A for b in orig))
+        with open(path, "rb") as f:
+            damaged = f.read()
+        try:
+            srv.start()
+            raise AssertionError("footfalld started on a log damaged in the middle")
+        except RuntimeError as e:
+            assert log in str(e) and "not a torn tail" in str(e), e
+        with open(path, "rb") as f:
+            assert f.read() == damaged, "the refused log was changed"
+        with open(path, "r+b") as f:
+            f.seek(100000)
+            f.write(orig)
+        srv.start()
+        n = sum(len(srv.get("/v1/dpus/%d/events" % d)["events"]) for d in (283, 423))
+        assert n == sum(len(b) for b in BATCHES[:200]), n
+    finally:
+        srv.close()
+
+
+r.check("damage in the middle of the log: refused, named, nothing cut", damage_in_the_middle_refuses)
 r.finish()

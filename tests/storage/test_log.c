@@ -565,7 +565,29 @@ Test(log, lost_tail_truncated_at_every_boundary_is_cut, .timeout = 240)
 }
 
 /* Flips one byte at every header field and a sample of payload offsets of each record. */
-Test(log, garbled_byte_in_any_record_cuts_from_that_record, .timeout = 240)
+/*
+ * Damage followed by valid records is not a torn tail: the open is refused and the file
+ * is left exactly as it was (nothing acknowledged is cut).
+ */
+static void check_refused(const ff_log_opts *o, struct snap *s, uint64_t flipped, const char *what)
+{
+    ff_log *log = NULL;
+    ff_log_recovery rep;
+    struct img *last = &s->f[s->n - 1];
+    int rc = ff_log_open(&log, tdir, o, NULL, NULL, &rep);
+    cr_assert_eq(rc, FF_ECORRUPT, "%s: open gave %s", what, ff_strerror(rc));
+    cr_assert(strstr(rep.cut_reason, "not a torn tail") != NULL, "%s: %s", what, rep.cut_reason);
+    size_t n;
+    uint8_t *now = slurp(path_of(last->name), &n);
+    cr_assert_eq(n, last->n, "%s: file size changed", what);
+    now[flipped] ^= 0x5a;
+    cr_assert(memcmp(now, last->b, n) == 0, "%s: the refused file was changed", what);
+    free(now);
+}
+
+/* A garbled record is cut when it is the last one; with valid records after it the open
+ * is refused (see check_refused). */
+Test(log, garbled_byte_in_any_record_cuts_or_refuses, .timeout = 240)
 {
     ff_log_opts o = {.file_bytes = 64 << 10};
     struct recs want = {0};
@@ -589,7 +611,10 @@ Test(log, garbled_byte_in_any_record_cuts_from_that_record, .timeout = 240)
             uint64_t nz = nz_end(last->b, start, last->n);
             snap_restore(&s);
             last->b[p] ^= 0x5a;
-            check_recovery(&o, &want, i, last->name, (int64_t)start, nz - start, what);
+            if (i + 1 < want.n)
+                check_refused(&o, &s, p, what);
+            else
+                check_recovery(&o, &want, i, last->name, (int64_t)start, nz - start, what);
         }
     }
     /* A stray byte in the zero tail after the last record is cut too. */
@@ -620,7 +645,8 @@ Test(log, stale_records_after_a_cut_never_reappear)
     cr_assert_eq(ff_log_close(log), 0);
     snap_take(&s);
     uint64_t start5 = want.v[4].lsn; /* record 5 starts here */
-    s.f[0].b[start5 + 30] ^= 1;
+    /* Every record from 5 on is damaged (a torn write over all of them): a tail. */
+    for (size_t i = 5; i < want.n; i++) s.f[0].b[want.v[i - 1].lsn + 30] ^= 1;
     snap_restore(&s);
     ff_log_recovery rep;
     log = open_ok(&o, &got, &rep);
