@@ -294,6 +294,14 @@ static bool json_assignment(json_t *o, ff_assignment *a, bool *has_from, char *e
         !json_id(o, "entry_space_id", &a->entry_space_id, err, errlen) ||
         !json_id(o, "exit_space_id", &a->exit_space_id, err, errlen))
         return false;
+    if (a->doorway_id == 0)
+        return snprintf(err, errlen, "'doorway_id' is required: a DPU hangs over a doorway"), false;
+    if (a->entry_space_id && a->entry_space_id == a->exit_space_id)
+        return snprintf(err, errlen,
+                        "'entry_space_id' and 'exit_space_id' are both %u: a DPU "
+                        "must sit between two different spaces",
+                        a->entry_space_id),
+               false;
     json_t *f = json_object_get(o, "effective_from");
     *has_from = f && !json_is_null(f);
     a->effective_from = FF_TS_MIN;
@@ -306,30 +314,130 @@ static bool json_assignment(json_t *o, ff_assignment *a, bool *has_from, char *e
 
 /* ---- Topology document ------------------------------------------------------------- */
 
-/* Applies item i of array `key`; 0, or an error with err and *status filled. */
-static int apply_item(ff_engine *e, const char *key, json_t *it, char *why, size_t whylen)
+/*
+ * A document is checked whole before anything of it is applied: JSON shapes, required
+ * ids, and that every id a DPU names is a space or doorway of the document or of the
+ * engine. What can still fail midway is what only the engine knows (a name taken by
+ * another id, a version at or before the horizon); each change before it stays applied
+ * and logged, and the error names the item.
+ */
+typedef struct topo_doc {
+    uint32_t *space_ids, *doorway_ids; /* sorted, for the reference check */
+    size_t nspace, ndoorway;
+} topo_doc;
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+static bool in_doc(const uint32_t *ids, size_t n, uint32_t id)
+{
+    return n && bsearch(&id, ids, n, sizeof(*ids), cmp_u32) != NULL;
+}
+
+static int check_ref(ff_engine *e, const topo_doc *d, uint32_t id, bool space, char *why,
+                     size_t whylen)
+{
+    if (id == 0) return 0;
+    if (space ? in_doc(d->space_ids, d->nspace, id) ||
+                    ff_engine_space_get(e, id, &(ff_space_info){0}) == 0
+              : in_doc(d->doorway_ids, d->ndoorway, id) ||
+                    ff_engine_doorway_get(e, id, &(ff_doorway_def){0}) == 0)
+        return 0;
+    snprintf(why, whylen, "%s %u is neither in the document nor known", space ? "space" : "doorway",
+             id);
+    return FF_EREF;
+}
+
+/*
+ * A DPU entry without effective_from is its first version. When the DPU already has
+ * exactly that first version, the entry is already applied: this is what makes
+ * re-applying a document (or GET /v1/topology's output) change nothing, even after the
+ * DPU has moved since.
+ */
+static bool first_version_present(ff_engine *e, uint32_t id, const ff_assignment *a)
+{
+    const ff_assignment *v;
+    size_t n;
+    if (ff_engine_dpu_get(e, id, &v, &n) < 0 || n == 0) return false;
+    return v[0].effective_from == FF_TS_MIN && v[0].doorway_id == a->doorway_id &&
+           v[0].entry_space_id == a->entry_space_id && v[0].exit_space_id == a->exit_space_id;
+}
+
+/* The engine's refusal of a topology change, said for this item. */
+static int topo_refused(int rc, const char *kind, const char *name, char *why, size_t whylen)
+{
+    if (rc == FF_EEXIST)
+        snprintf(why, whylen, "another %s is already named '%s'", kind, name);
+    else if (rc == FF_ECONFLICT && kind[0] == 's')
+        snprintf(why, whylen,
+                 "clamp_at_zero cannot change on a space that has events (it would "
+                 "rewrite settled history)");
+    else if (rc == FF_ECONFLICT)
+        snprintf(why, whylen,
+                 "effective_from must be after the horizon and after the DPU's "
+                 "latest version (settled history is never rewritten)");
+    return rc;
+}
+
+/* Checks (apply false) or applies item `it` of array `key`. */
+static int topo_item(ff_engine *e, const topo_doc *d, const char *key, json_t *it, bool apply,
+                     char *why, size_t whylen)
 {
     uint32_t id = 0;
     if (strcmp(key, "spaces") == 0) {
         ff_space_def s;
         if (!json_space(it, 0, &s, why, whylen)) return FF_EFORMAT;
         if (s.id == 0) return snprintf(why, whylen, "'id' is required"), FF_EFORMAT;
-        return ff_engine_space_put(e, &s, NULL);
+        return apply ? topo_refused(ff_engine_space_put(e, &s, NULL), "space", s.name, why, whylen)
+                     : 0;
     }
     if (strcmp(key, "doorways") == 0) {
-        ff_doorway_def d;
-        if (!json_doorway(it, 0, &d, why, whylen)) return FF_EFORMAT;
-        if (d.id == 0) return snprintf(why, whylen, "'id' is required"), FF_EFORMAT;
-        return ff_engine_doorway_put(e, &d, NULL);
+        ff_doorway_def dd;
+        if (!json_doorway(it, 0, &dd, why, whylen)) return FF_EFORMAT;
+        if (dd.id == 0) return snprintf(why, whylen, "'id' is required"), FF_EFORMAT;
+        return apply ? topo_refused(ff_engine_doorway_put(e, &dd, NULL), "doorway", dd.name, why,
+                                    whylen)
+                     : 0;
     }
     ff_assignment a;
     bool has_from;
+    int rc;
     if (!json_is_object(it))
         return snprintf(why, whylen, "a DPU must be a JSON object"), FF_EFORMAT;
     if (!json_id(it, "id", &id, why, whylen)) return FF_EFORMAT;
     if (id == 0) return snprintf(why, whylen, "'id' is required"), FF_EFORMAT;
     if (!json_assignment(it, &a, &has_from, why, whylen)) return FF_EFORMAT;
-    return ff_engine_dpu_assign(e, id, &a, has_from, NULL);
+    if ((rc = check_ref(e, d, a.doorway_id, false, why, whylen)) < 0 ||
+        (rc = check_ref(e, d, a.entry_space_id, true, why, whylen)) < 0 ||
+        (rc = check_ref(e, d, a.exit_space_id, true, why, whylen)) < 0)
+        return rc;
+    if (!apply || (!has_from && first_version_present(e, id, &a))) return 0;
+    return topo_refused(ff_engine_dpu_assign(e, id, &a, has_from, NULL), "DPU", "", why, whylen);
+}
+
+/* Collects the document's space and doorway ids (sorted) for the reference check. */
+static void topo_doc_ids(json_t *doc, topo_doc *d)
+{
+    for (int k = 0; k < 2; k++) {
+        json_t *arr = json_object_get(doc, k ? "doorways" : "spaces"), *it;
+        size_t i, n = json_is_array(arr) ? json_array_size(arr) : 0, m = 0;
+        uint32_t *ids = ff_xmalloc((n ? n : 1) * sizeof(*ids));
+        json_array_foreach(arr, i, it)
+        {
+            json_t *v = json_is_object(it) ? json_object_get(it, "id") : NULL;
+            if (json_is_integer(v) && json_integer_value(v) > 0 &&
+                json_integer_value(v) <= UINT32_MAX)
+                ids[m++] = (uint32_t)json_integer_value(v);
+        }
+        qsort(ids, m, sizeof(*ids), cmp_u32);
+        if (k)
+            d->doorway_ids = ids, d->ndoorway = m;
+        else
+            d->space_ids = ids, d->nspace = m;
+    }
 }
 
 static int status_of(int rc)
@@ -353,25 +461,31 @@ int ff__api_apply_topology(ff_engine *e, const char *json, size_t len, char *err
         rc = FF_EFORMAT;
     }
     static const char *const keys[3] = {"spaces", "doorways", "dpus"};
-    for (int k = 0; k < 3 && rc == 0; k++) {
-        json_t *arr = json_object_get(doc, keys[k]), *it;
-        size_t i;
-        if (arr == NULL) continue;
-        if (!json_is_array(arr)) {
-            snprintf(err, errlen, "'%s' must be an array", keys[k]);
-            rc = FF_EFORMAT;
-            break;
-        }
-        json_array_foreach(arr, i, it)
-        {
-            char why[256] = "";
-            rc = apply_item(e, keys[k], it, why, sizeof(why));
-            if (rc == 0) continue;
-            snprintf(err, errlen, "%s[%zu]: %s", keys[k], i, why[0] ? why : ff_strerror(rc));
-            *status = status_of(rc);
-            break;
+    topo_doc d = {0};
+    if (rc == 0) topo_doc_ids(doc, &d);
+    for (int pass = 0; pass < 2 && rc == 0; pass++) { /* check everything, then apply */
+        for (int k = 0; k < 3 && rc == 0; k++) {
+            json_t *arr = json_object_get(doc, keys[k]), *it;
+            size_t i;
+            if (arr == NULL) continue;
+            if (!json_is_array(arr)) {
+                snprintf(err, errlen, "'%s' must be an array", keys[k]);
+                rc = FF_EFORMAT;
+                break;
+            }
+            json_array_foreach(arr, i, it)
+            {
+                char why[256] = "";
+                rc = topo_item(e, &d, keys[k], it, pass == 1, why, sizeof(why));
+                if (rc == 0) continue;
+                snprintf(err, errlen, "%s[%zu]: %s", keys[k], i, why[0] ? why : ff_strerror(rc));
+                *status = status_of(rc);
+                break;
+            }
         }
     }
+    free(d.space_ids);
+    free(d.doorway_ids);
     json_decref(doc);
     if (rc == 0) *status = 200;
     return rc;
@@ -425,6 +539,11 @@ static void put_named(ff_server *s, const ff_api_req *q, ff_api_reply *r, bool s
     }
     int rc = space ? ff_engine_space_put(s->eng, &sd, &created)
                    : ff_engine_doorway_put(s->eng, &dd, &created);
+    if (rc == FF_EEXIST || rc == FF_ECONFLICT) {
+        topo_refused(rc, space ? "space" : "doorway", space ? sd.name : dd.name, why, sizeof(why));
+        CONFLICT(r, "%s", why);
+        return;
+    }
     if (rc < 0) {
         ff__api_engine_problem(r, rc, space ? "space" : "doorway");
         return;
@@ -612,7 +731,7 @@ static bool authorized(ff_server *s, const ff_api_req *q)
     if (s->opts.token == NULL || s->opts.token[0] == '\0') return true;
     if (strcmp(q->method, "GET") == 0 || strcmp(q->method, "HEAD") == 0) return true;
     const char *h = q->header(q->ctx, "Authorization");
-    if (h == NULL || strncmp(h, "Bearer ", 7) != 0) return false;
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0) return false; /* RFC 9110: any case */
     const char *a = h + 7, *t = s->opts.token;
     size_t la = strlen(a), lt = strlen(t);
     unsigned diff = (unsigned)(la ^ lt);
@@ -642,10 +761,13 @@ static bool is(const char *seg, size_t len, const char *word)
     return strlen(word) == len && memcmp(seg, word, len) == 0;
 }
 
-static void method_not_allowed(ff_api_reply *r, const char *method, const char *path)
+static void method_not_allowed(ff_api_reply *r, const char *method, const char *path,
+                               const char *allow)
 {
-    ff__api_problem(r, 405, "method-not-allowed", "Method Not Allowed", "%s is not allowed on %s",
-                    method, path);
+    ff__api_problem(r, 405, "method-not-allowed", "Method Not Allowed",
+                    "%s is not allowed on %s (allowed: %s)", method, path, allow);
+    r->header_name = "Allow";
+    r->header_value = allow;
 }
 
 /* /v1/spaces..., /v1/doorways... */
@@ -660,7 +782,7 @@ static void route_named(ff_server *s, const ff_api_req *q, ff_api_reply *r, bool
         else if (strcmp(m, "POST") == 0)
             put_named(s, q, r, space, 0);
         else
-            method_not_allowed(r, m, q->path);
+            method_not_allowed(r, m, q->path, "GET, HEAD, POST");
         return;
     }
     if (!parse_u32(seg[2], len[2], &id)) {
@@ -677,13 +799,13 @@ static void route_named(ff_server *s, const ff_api_req *q, ff_api_reply *r, bool
         else if (strcmp(m, "DELETE") == 0)
             delete_named(s, r, space, id);
         else
-            method_not_allowed(r, m, q->path);
+            method_not_allowed(r, m, q->path, "GET, HEAD, PUT, DELETE");
         return;
     }
     if (!space || n != 4) {
         NOT_FOUND(r, "no such resource: %s", q->path);
     } else if (!get) {
-        method_not_allowed(r, m, q->path);
+        method_not_allowed(r, m, q->path, "GET, HEAD");
     } else if (is(seg[3], len[3], "count")) {
         ff__api_get_count(s, q, r, id);
     } else if (is(seg[3], len[3], "counts")) {
@@ -703,7 +825,7 @@ static void route_dpus(ff_server *s, const ff_api_req *q, ff_api_reply *r, int n
     uint32_t id = 0;
     if (n == 2) {
         if (!get) {
-            method_not_allowed(r, m, q->path);
+            method_not_allowed(r, m, q->path, "GET, HEAD");
             return;
         }
         list_ctx l = {.b = &r->body};
@@ -729,7 +851,7 @@ static void route_dpus(ff_server *s, const ff_api_req *q, ff_api_reply *r, int n
         ff__api_get_dpu_events(s, q, r, id);
     else if (n <= 4 &&
              (n == 3 || is(seg[3], len[3], "assignments") || is(seg[3], len[3], "events")))
-        method_not_allowed(r, m, q->path);
+        method_not_allowed(r, m, q->path, n == 3 ? "GET, HEAD, PUT" : "GET, HEAD");
     else
         NOT_FOUND(r, "no such resource: %s", q->path);
 }
@@ -745,14 +867,20 @@ void ff__api_handle(ff_server *s, const ff_api_req *q, ff_api_reply *r)
     if (!authorized(s, q)) {
         ff__api_problem(r, 401, "unauthorized", "Unauthorized",
                         "this server needs 'Authorization: Bearer <token>' for %s", m);
+        r->header_name = "WWW-Authenticate";
+        r->header_value = "Bearer realm=\"footfall\"";
         return;
     }
     int n = split_path(q->path, seg, len);
-    if (n == 1 && is(seg[0], len[0], "healthz") && get) {
+    if (n == 1 && !get && (is(seg[0], len[0], "healthz") || is(seg[0], len[0], "metrics"))) {
+        method_not_allowed(r, m, q->path, "GET, HEAD");
+        return;
+    }
+    if (n == 1 && is(seg[0], len[0], "healthz")) {
         get_health(s, r);
         return;
     }
-    if (n == 1 && is(seg[0], len[0], "metrics") && get) {
+    if (n == 1 && is(seg[0], len[0], "metrics")) {
         r->content_type = "text/plain; version=0.0.4; charset=utf-8";
         ff__metrics_write(s, &r->body);
         return;
@@ -771,28 +899,22 @@ void ff__api_handle(ff_server *s, const ff_api_req *q, ff_api_reply *r)
             return;
         }
         if (n == 2 && is(seg[1], len[1], "events")) {
-            if (strcmp(m, "POST") == 0) {
+            if (strcmp(m, "POST") == 0)
                 ff__api_post_events(s, q, r);
-                return;
-            }
-            {
-                method_not_allowed(r, m, q->path);
-                return;
-            }
+            else
+                method_not_allowed(r, m, q->path, "POST");
+            return;
         }
         if (n == 2 && is(seg[1], len[1], "topology")) {
             if (strcmp(m, "PUT") == 0) {
                 put_topology(s, q, r);
                 return;
             }
-            if (get) {
+            if (get)
                 get_topology(s, r);
-                return;
-            }
-            {
-                method_not_allowed(r, m, q->path);
-                return;
-            }
+            else
+                method_not_allowed(r, m, q->path, "GET, HEAD, PUT");
+            return;
         }
     }
     NOT_FOUND(r, "no such resource: %s", q->path);

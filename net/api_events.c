@@ -19,7 +19,7 @@
 typedef struct refusal {
     uint32_t index; /* item index in the request */
     uint64_t line;  /* CSV line, 0 for JSON */
-    char reason[96];
+    char reason[160];
 } refusal;
 
 typedef struct ev_batch {

@@ -83,6 +83,7 @@ static struct MHD_Response *make_response(ff_api_reply *r)
     char *body = ff_buf_steal(&r->body, &len);
     struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
+    if (r->header_name) MHD_add_response_header(resp, r->header_name, r->header_value);
     return resp;
 }
 

@@ -79,10 +79,19 @@ static void write_outcomes(ff_buf *b, const ff_engine_stats *st)
 static int space_gauge(void *ctx, const ff_space_info *s)
 {
     ff_buf *b = ctx;
-    ff_buf_adds(b, "footfall_space_occupancy{space=");
-    /* Label values escape \ " and newline, which JSON string escaping also covers. */
-    ff_json_str(b, s->def.name);
-    ff_buf_addf(b, "} %lld\n", (long long)s->occupancy);
+    ff_buf_adds(b, "footfall_space_occupancy{space=\"");
+    /* The exposition format escapes exactly three things in a label value. */
+    for (const char *c = s->def.name; *c; c++) {
+        if (*c == '\\')
+            ff_buf_adds(b, "\\\\");
+        else if (*c == '"')
+            ff_buf_adds(b, "\\\"");
+        else if (*c == '\n')
+            ff_buf_adds(b, "\\n");
+        else
+            ff_buf_add(b, c, 1);
+    }
+    ff_buf_addf(b, "\"} %lld\n", (long long)s->occupancy);
     return 0;
 }
 

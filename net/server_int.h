@@ -85,6 +85,7 @@ typedef struct ff_api_reply {
     const char *content_type;
     ff_buf body;
     bool wait_durable; /* the answer waits for the log position at reply time */
+    const char *header_name, *header_value; /* one extra header (Allow, WWW-Authenticate) */
 } ff_api_reply;
 
 /* Handles one request (api.c). reply->body is initialised by the caller. */

@@ -25,6 +25,22 @@ def token_needed():
     assert st == 401, body
     st, _, body = req("GET", "/v1/spaces", auth=False)
     assert st == 200 and body["spaces"] == [], body
+    srv.conn = None
+    import http.client
+    c = http.client.HTTPConnection(*srv.http, timeout=10)
+    c.request("POST", "/v1/spaces", body="{}", headers={"Content-Type": "application/json"})
+    resp = c.getresponse()
+    resp.read()
+    assert resp.status == 401 and resp.getheader("WWW-Authenticate", "").startswith("Bearer"), resp.status
+    c.request("DELETE", "/v1/events", headers=AUTH)
+    resp = c.getresponse()
+    resp.read()
+    assert resp.status == 405 and resp.getheader("Allow") == "POST", resp.getheaders()
+    c.close()
+    st, _, body = srv.request("GET", "/v1/spaces/1", headers={"Authorization": "bearer s3cret"})
+    assert st == 404, body  # lowercase scheme is accepted (a GET needs no token anyway)
+    st, _, body = srv.request("DELETE", "/v1/spaces/1", headers={"Authorization": "bearer s3cret"})
+    assert st == 404, body  # authorized with a lowercase scheme: then not found
 
 
 def topology_crud():
@@ -98,6 +114,13 @@ def assignment_versions():
 
 
 def operations():
+    st, _, sp = req("POST", "/v1/spaces", {"name": 'Odd "name"\\with\nnewline'})
+    assert st == 201, sp
+    m = srv.get("/metrics")
+    assert 'footfall_space_occupancy{space="Odd \\"name\\"\\\\with\\nnewline"} 0' in m, \
+        [x for x in m.splitlines() if "Odd" in x]
+    st, _, _ = srv.request("PUT", "/healthz", "", AUTH)
+    assert st == 405
     h = srv.get("/healthz")
     assert h["status"] == "ok", h
     m = srv.get("/metrics")
@@ -119,6 +142,24 @@ def topology_document():
     assert len(srv.get("/v1/dpus/99")["assignments"]) == 1
     st, ct, x = req("PUT", "/v1/topology", {"spaces": [{"id": 30}]})
     assert st == 400 and "spaces[0]" in x["detail"], x
+    # a refused document applies nothing of itself
+    st, _, x = req("PUT", "/v1/topology", {"spaces": [{"id": 50, "name": "Ghost"}],
+                                           "dpus": [{"id": 98, "doorway_id": 21, "entry_space_id": 77}]})
+    assert st == 400 and "dpus[0]" in x["detail"] and "77" in x["detail"], x
+    assert req("GET", "/v1/spaces/50")[0] == 404, "half of a refused document was applied"
+    st, _, x = req("PUT", "/v1/dpus/97", {"entry_space_id": 20})
+    assert st == 400 and "doorway_id" in x["detail"], x
+    # the document GET /v1/topology gives back changes nothing when PUT again, even after a
+    # move (the entry without effective_from is the DPU's first version)
+    st, _, x = req("PUT", "/v1/dpus/99", {"doorway_id": 21, "entry_space_id": 1})
+    assert st == 200 and len(x["assignments"]) == 2, x
+    before = srv.get("/v1/topology")
+    st, _, x = req("PUT", "/v1/topology", before)
+    assert st == 200, x
+    assert srv.get("/v1/topology") == before, "re-applying the topology changed it"
+    assert srv.get("/v1/dpus/99")["entry_space_id"] == 1
+    st, _, x = req("POST", "/v1/spaces", {"name": "Annex"})
+    assert st == 409 and "Annex" in x["detail"], x
 
 
 for name, fn in [("token required for changes, not for reads", token_needed),
