@@ -5,6 +5,7 @@
 #include "net/timefmt.h"
 
 #include <getopt.h>
+#include <sys/socket.h>
 #include <string.h>
 
 static const char usage[] =
@@ -196,6 +197,12 @@ int main(int argc, char **argv)
         }
         int rc = parse_flag(c, optarg, &o);
         if (rc) return rc;
+    }
+    const char *addrs[3] = {o.udp, o.tcp, o.http}, *names[3] = {"udp", "tcp", "http"};
+    for (int i = 0; i < 3; i++) { /* before the log is replayed, which may take a while */
+        struct sockaddr_storage ss;
+        if (addrs[i] && addrs[i][0] && ff_parse_hostport(addrs[i], &ss) < 0)
+            return bad(names[i], addrs[i], "expected HOST:PORT (an IP address, or localhost)");
     }
     if (optind < argc) {
         fprintf(stderr, "footfalld: unexpected argument '%s' (see footfalld --help)\n",
