@@ -277,8 +277,8 @@ static int map_file(const char *path, const char **buf, size_t *len)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return fail(EXIT_USAGE, "%s: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        int e = errno;
+    int e = fstat(fd, &st) < 0 ? errno : 0; /* errno only means something if fstat failed */
+    if (e || !S_ISREG(st.st_mode)) {
         close(fd);
         return fail(EXIT_USAGE, "%s: %s", path, e ? strerror(e) : "not a regular file");
     }
