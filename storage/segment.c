@@ -184,6 +184,7 @@ static uint8_t *bb_room(bbuf *b, size_t k)
 
 static void bb_put(bbuf *b, const void *src, size_t k)
 {
+    if (!k) return;
     memcpy(bb_room(b, k), src, k);
     b->n += k;
 }
@@ -270,13 +271,30 @@ typedef struct bitr {
     bool bad;
 } bitr;
 
+/* Loads bytes until at least 57 bits are buffered or the stream ends. Bytes are OR'ed in
+ * at their final position, so loading one twice (the 8-byte fast path) is harmless. */
+static inline void br_fill(bitr *r)
+{
+    if (r->end - r->p >= 8) {
+        uint64_t v;
+        memcpy(&v, r->p, 8);
+        r->acc |= v << r->nacc;
+        r->p += (63 - r->nacc) >> 3;
+        r->nacc |= 56;
+        return;
+    }
+    while (r->nacc <= 56 && r->p < r->end) {
+        r->acc |= (uint64_t)*r->p++ << r->nacc;
+        r->nacc += 8;
+    }
+}
+
 /* Takes n (<= 32) bits. */
 static inline uint64_t br_get(bitr *r, unsigned n)
 {
-    while (r->nacc < n) {
-        if (r->p >= r->end) return r->bad = true, 0;
-        r->acc |= (uint64_t)*r->p++ << r->nacc;
-        r->nacc += 8;
+    if (r->nacc < n) {
+        br_fill(r);
+        if (r->nacc < n) return r->bad = true, 0;
     }
     uint64_t v = n ? r->acc & (((uint64_t)1 << n) - 1) : 0;
     r->acc >>= n;
@@ -313,8 +331,15 @@ static void rice_put(bitw *w, uint64_t g, unsigned k)
 
 static uint64_t rice_get(bitr *r, unsigned k)
 {
-    unsigned q = 0;
-    while (q < RICE_LIMIT && br_get(r, 1)) q++;
+    if (r->nacc <= RICE_LIMIT) br_fill(r);
+    uint64_t ones = ~r->acc;
+    unsigned q = ones ? (unsigned)__builtin_ctzll(ones) : 64;
+    q = q > RICE_LIMIT ? RICE_LIMIT : q;
+    if (q < RICE_LIMIT && q + 1 + k <= 32) { /* the common case: one take */
+        uint64_t v = br_get(r, q + 1 + k);
+        return ((uint64_t)q << k) | v >> (q + 1);
+    }
+    br_get(r, q < RICE_LIMIT ? q + 1 : q); /* sets bad when the stream ends early */
     if (q < RICE_LIMIT) return ((uint64_t)q << k) | br_get_wide(r, k);
     unsigned m = (unsigned)br_get(r, 6) + 1;
     return br_get_wide(r, m);
@@ -407,7 +432,7 @@ int ff_seg_list(const char *dir, int flags, ff_seg_entry **out, size_t *n)
             continue;
         }
         if (ff_seg_name_parse(de->d_name, &e.start, &e.end, &e.version) != 0) continue;
-        snprintf(e.name, sizeof e.name, "%s", de->d_name);
+        memcpy(e.name, de->d_name, strlen(de->d_name) + 1); /* 50 chars, checked */
         v = ff_xgrow(v, &cap, nv + 1, sizeof *v);
         v[nv++] = e;
     }
@@ -605,9 +630,10 @@ typedef struct bent {
 static bool decode_row(bitr *br, rd *x, const dent *d, uint32_t nd, unsigned ibits,
                        int32_t *prevseq, ff_seg_row *r)
 {
-    uint32_t j = (uint32_t)br_get(br, ibits);
-    int dir = br_get(br, 1) ? -1 : 1;
-    bool exc = br_get(br, 1);
+    uint64_t v = br_get(br, ibits + 2);
+    uint32_t j = (uint32_t)(v & (((uint64_t)1 << ibits) - 1));
+    int dir = (v >> ibits) & 1 ? -1 : 1;
+    bool exc = (v >> (ibits + 1)) & 1;
     if (br->bad || j >= nd) return false;
     const dent *e = &d[j];
     r->dpu_id = e->id;
@@ -651,56 +677,73 @@ static dent *dict_parse(rd *p, uint32_t n, uint32_t *nd)
     return d;
 }
 
-/* Decodes payload[0..len) of block b into rows[0..b->rows). Returns NULL or what is
- * wrong. */
-static const char *payload_decode(const uint8_t *payload, size_t len, const bent *b,
-                                  ff_seg_row *rows)
+/* A cursor decoding the rows of one block in order. */
+typedef struct dec {
+    const bent *b;
+    bitr br;
+    rd x;
+    dent *d;
+    int32_t *prevseq;
+    uint32_t nd, i;
+    unsigned ibits, k;
+    uint64_t scale, occ;
+    ff_seg_row last;
+} dec;
+
+static void dec_free(dec *dc)
 {
+    free(dc->d);
+    free(dc->prevseq);
+}
+
+/* Starts decoding payload[0..len) of block b. Returns NULL or what is wrong. */
+static const char *dec_open(dec *dc, const uint8_t *payload, size_t len, const bent *b)
+{
+    memset(dc, 0, sizeof *dc);
     rd p = {payload, payload + len, false};
-    uint32_t n = b->rows, nd = 0;
-    uint64_t nn = rd_varint(&p), scale = rd_varint(&p);
-    unsigned k = rd_u8(&p);
-    if (p.bad || nn != n || scale == 0 || k > 63) return "bad block header";
-    dent *d = dict_parse(&p, n, &nd);
-    if (!d) return "bad dictionary";
-    const char *why = NULL;
+    uint64_t nn = rd_varint(&p);
+    dc->scale = rd_varint(&p);
+    dc->k = rd_u8(&p);
+    if (p.bad || nn != b->rows || dc->scale == 0 || dc->k > 63) return "bad block header";
+    dc->d = dict_parse(&p, b->rows, &dc->nd);
+    if (!dc->d) return "bad dictionary";
     uint64_t nbits = rd_varint(&p);
-    if (p.bad || nbits > (uint64_t)(p.end - p.p)) {
-        why = "bad bit stream length";
-        goto out;
-    }
-    bitr br = {p.p, p.p + nbits, 0, 0, false};
-    rd x = {p.p + nbits, p.end, false};
-    int32_t *prevseq = ff_xmalloc(nd * sizeof *prevseq);
-    for (uint32_t j = 0; j < nd; j++) prevseq[j] = -1;
-    unsigned ibits = bitlen(nd - 1);
-    uint64_t occ = (uint64_t)b->occ_before;
-    for (uint32_t i = 0; i < n && !why; i++) {
-        ff_seg_row *r = &rows[i];
-        bool ok = decode_row(&br, &x, d, nd, ibits, prevseq, r);
-        uint64_t g = i ? rice_get(&br, k) : 0;
-        if (!ok || br.bad) {
-            why = "bad row encoding";
-            break;
-        }
-        uint64_t step = g * scale;
-        if (i &&
-            (g > UINT64_MAX / scale || step > (uint64_t)INT64_MAX - (uint64_t)rows[i - 1].ts)) {
-            why = "timestamp out of range";
-            break;
-        }
-        r->ts = i ? (int64_t)((uint64_t)rows[i - 1].ts + step) : b->first_ts;
-        occ += (uint64_t)(int64_t)r->delta + (uint64_t)r->occupancy; /* + correction */
-        r->occupancy = (int64_t)occ;
-        if (i && row_cmp(&rows[i - 1], r) > 0) why = "rows out of canonical order";
-    }
-    free(prevseq);
-    if (!why && (br.p != br.end || br.acc != 0 || x.p != x.end))
-        why = "bytes left over after the last row";
-    if (!why && rows[n - 1].ts != b->last_ts) why = "last timestamp differs from the footer";
-out:
-    free(d);
-    return why;
+    if (p.bad || nbits > (uint64_t)(p.end - p.p)) return "bad bit stream length";
+    dc->br = (bitr){p.p, p.p + nbits, 0, 0, false};
+    dc->x = (rd){p.p + nbits, p.end, false};
+    dc->prevseq = ff_xmalloc(dc->nd * sizeof *dc->prevseq);
+    for (uint32_t j = 0; j < dc->nd; j++) dc->prevseq[j] = -1;
+    dc->ibits = bitlen(dc->nd - 1);
+    dc->occ = (uint64_t)b->occ_before;
+    dc->b = b;
+    return NULL;
+}
+
+/* Decodes the next row (there must be one) into *r. Returns NULL or what is wrong. */
+static const char *dec_next(dec *dc, ff_seg_row *r)
+{
+    uint32_t i = dc->i++;
+    bool ok = decode_row(&dc->br, &dc->x, dc->d, dc->nd, dc->ibits, dc->prevseq, r);
+    uint64_t g = i ? rice_get(&dc->br, dc->k) : 0, step;
+    if (!ok || dc->br.bad) return "bad row encoding";
+    r->ts = dc->b->first_ts;
+    if (i && (__builtin_mul_overflow(g, dc->scale, &step) || step > INT64_MAX ||
+              __builtin_add_overflow(dc->last.ts, (int64_t)step, &r->ts)))
+        return "timestamp out of range";
+    dc->occ += (uint64_t)(int64_t)r->delta + (uint64_t)r->occupancy; /* + correction */
+    r->occupancy = (int64_t)dc->occ;
+    if (i && row_cmp(&dc->last, r) > 0) return "rows out of canonical order";
+    dc->last = *r;
+    return NULL;
+}
+
+/* After the last row: checks that nothing is left and the block ends where it should. */
+static const char *dec_finish(const dec *dc)
+{
+    if (dc->br.p != dc->br.end || dc->br.acc != 0 || dc->x.p != dc->x.end)
+        return "bytes left over after the last row";
+    if (dc->last.ts != dc->b->last_ts) return "last timestamp differs from the footer";
+    return NULL;
 }
 
 /* ---- writer ------------------------------------------------------------------------ */
@@ -1181,29 +1224,52 @@ static int seg_corrupt(const ff_seg *cseg, uint64_t off, const char *why)
     return FF_ECORRUPT;
 }
 
-/* Checks and decodes block i into a new array (free() it) of its rows. */
+/*
+ * Checks block i and starts a cursor over it (with its footer entry in *b, which must
+ * outlive the cursor); *buf receives the lz4 output to free() after dec_free().
+ */
+static int block_open(const ff_seg *seg, uint64_t i, bent *b, dec *dc, uint8_t **buf)
+{
+    *b = block_at(seg, i);
+    *buf = NULL;
+    const uint8_t *p = seg->map + b->off;
+    if (get64(p) != XXH3_64bits_withSeed(p + 8, b->len - 8, seg->salt ^ b->off))
+        return seg_corrupt(seg, b->off, "block checksum mismatch");
+    uint32_t raw = get32(p + 8), zlen = b->len - BLOCK_HDR;
+    const uint8_t *payload = p + BLOCK_HDR;
+    if (raw == 0 || raw > MAX_RAW || p[12] > CODEC_LZ4 || (p[12] == CODEC_RAW && zlen != raw))
+        return seg_corrupt(seg, b->off, "bad block header");
+    if (p[12] == CODEC_LZ4) {
+        *buf = ff_xmalloc(raw);
+        if (LZ4_decompress_safe((const char *)payload, (char *)*buf, (int)zlen, (int)raw) !=
+            (int)raw) {
+            free(*buf);
+            return seg_corrupt(seg, b->off, "lz4 data does not decompress");
+        }
+        payload = *buf;
+    }
+    const char *why = dec_open(dc, payload, raw, b);
+    if (why) {
+        dec_free(dc);
+        free(*buf);
+        return seg_corrupt(seg, b->off, why);
+    }
+    return 0;
+}
+
+/* Checks and decodes all of block i into a new array (free() it) of its rows. */
 static int block_read(const ff_seg *seg, uint64_t i, ff_seg_row **out)
 {
-    bent b = block_at(seg, i);
-    const uint8_t *p = seg->map + b.off;
-    if (get64(p) != XXH3_64bits_withSeed(p + 8, b.len - 8, seg->salt ^ b.off))
-        return seg_corrupt(seg, b.off, "block checksum mismatch");
-    uint32_t raw = get32(p + 8), zlen = b.len - BLOCK_HDR;
-    const uint8_t *payload = p + BLOCK_HDR;
-    uint8_t *buf = NULL;
-    if (raw == 0 || raw > MAX_RAW || p[12] > CODEC_LZ4 || (p[12] == CODEC_RAW && zlen != raw))
-        return seg_corrupt(seg, b.off, "bad block header");
-    if (p[12] == CODEC_LZ4) {
-        buf = ff_xmalloc(raw);
-        if (LZ4_decompress_safe((const char *)payload, (char *)buf, (int)zlen, (int)raw) !=
-            (int)raw) {
-            free(buf);
-            return seg_corrupt(seg, b.off, "lz4 data does not decompress");
-        }
-        payload = buf;
-    }
+    bent b;
+    dec dc;
+    uint8_t *buf;
+    int rc = block_open(seg, i, &b, &dc, &buf);
+    if (rc) return rc;
     ff_seg_row *rows = ff_xmalloc((size_t)b.rows * sizeof *rows);
-    const char *why = payload_decode(payload, raw, &b, rows);
+    const char *why = NULL;
+    for (uint32_t j = 0; j < b.rows && !why; j++) why = dec_next(&dc, &rows[j]);
+    if (!why) why = dec_finish(&dc);
+    dec_free(&dc);
     free(buf);
     if (why) {
         free(rows);
@@ -1236,20 +1302,21 @@ int ff_seg_count_at(const ff_seg *seg, uint32_t space_id, int64_t t, int64_t *oc
         *occ = lo + 1 < first + s.blocks ? block_at(seg, lo + 1).occ_before : s.last_occ;
         return 0;
     }
-    ff_seg_row *rows;
-    int rc = block_read(seg, lo, &rows);
+    /* The block is checksummed: decoding stops at the first row after t. */
+    dec dc;
+    uint8_t *buf;
+    int rc = block_open(seg, lo, &b, &dc, &buf);
     if (rc) return rc;
-    uint32_t a = 0, z = b.rows; /* first row with ts > t; rows[0].ts <= t < last */
-    while (z - a > 1) {
-        uint32_t mid = a + (z - a) / 2;
-        if (rows[mid].ts <= t)
-            a = mid;
-        else
-            z = mid;
+    ff_seg_row r;
+    const char *why = NULL;
+    *occ = b.occ_before;
+    for (uint32_t j = 0; j < b.rows && !why; j++) {
+        if ((why = dec_next(&dc, &r)) || r.ts > t) break;
+        *occ = r.occupancy;
     }
-    *occ = rows[a].occupancy;
-    free(rows);
-    return 0;
+    dec_free(&dc);
+    free(buf);
+    return why ? seg_corrupt(seg, b.off, why) : 0;
 }
 
 /* First block of space (blocks [first, end)) whose last ts is >= ts. */
