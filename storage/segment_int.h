@@ -1,0 +1,93 @@
+/*
+ * segment_int.h -- storage-internal: what the two halves of the segment code share (the
+ * writer in segment_write.c, the reader in segment.c): the format's constants (the format
+ * itself is specified in segment.c), little-endian access, and the row rules of a block.
+ */
+#ifndef FF_STORAGE_SEGMENT_INT_H
+#define FF_STORAGE_SEGMENT_INT_H
+
+#include "storage/segment.h"
+
+#include <string.h>
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the segment format is little-endian; add byte swapping for this host"
+#endif
+
+#define MAGIC      "FFSEG\0\0\1"
+#define END_MAGIC  "FFSEGEND"
+#define HDR        32u
+#define TRAILER    32u
+#define FOOT_HDR   40u
+#define SPACE_ENT  56u
+#define BLOCK_ENT  40u
+#define BLOCK_HDR  13u
+#define MAX_RAW    (64u * FF_SEG_MAX_BLOCK)
+#define RICE_LIMIT 16u
+#define CODEC_RAW  0
+#define CODEC_LZ4  1
+
+/* ---- bytes ------------------------------------------------------------------------- */
+
+static inline uint64_t get64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline uint32_t get32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline void put64(uint8_t *p, uint64_t v)
+{
+    memcpy(p, &v, 8);
+}
+
+static inline void put32(uint8_t *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+}
+
+static inline uint64_t zigzag(int64_t v)
+{
+    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static inline int64_t unzigzag(uint64_t u)
+{
+    return (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
+}
+
+static inline unsigned bitlen(uint64_t v)
+{
+    return v ? 64u - (unsigned)__builtin_clzll(v) : 0;
+}
+
+/* A dictionary entry: a DPU of a block with its seq step and delta rule. */
+typedef struct dent {
+    uint32_t id;
+    uint16_t first_seq;
+    uint8_t step, rule;
+    uint32_t nstep[2], nrule[3]; /* writer: frequencies */
+    int32_t prev;                /* writer: previous seq, -1 before the first row */
+} dent;
+
+/* The delta of a row of direction dir under a dictionary entry's rule. */
+static inline int rule_delta(unsigned rule, int dir)
+{
+    return rule == 0 ? dir : rule == 1 ? -dir : 0;
+}
+
+/* Canonical order of two rows. */
+static inline int row_cmp(const ff_seg_row *a, const ff_seg_row *b)
+{
+    ff_seg_key k = {b->ts, b->dpu_id, b->seq, b->direction};
+    return ff_seg_key_cmp(a, &k);
+}
+
+#endif /* FF_STORAGE_SEGMENT_INT_H */
