@@ -286,6 +286,21 @@ int ff_engine_sync(ff_engine *e)
     return e->log ? ff_log_sync(e->log) : 0;
 }
 
+int ff_engine_sync_begin(ff_engine *e, ff_log_sync_job *job)
+{
+    return e->log ? ff_log_sync_begin(e->log, job) : 0;
+}
+
+int ff_engine_sync_run(const ff_log_sync_job *job)
+{
+    return ff_log_sync_run(job);
+}
+
+int ff_engine_sync_end(ff_engine *e, const ff_log_sync_job *job, int rc)
+{
+    return ff_log_sync_end(e->log, job, rc);
+}
+
 int64_t ff_engine_horizon(const ff_engine *e)
 {
     return e->h;

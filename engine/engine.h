@@ -191,6 +191,12 @@ void ff_engine_tick(ff_engine *e);
 uint64_t ff_engine_written(const ff_engine *e);
 uint64_t ff_engine_durable(const ff_engine *e);
 int ff_engine_sync(ff_engine *e);
+/* The same in three steps, so the sync can run on another thread while the engine goes
+ * on (ff_log_sync_begin/run/end in storage/log.h; begin and end on the engine's thread,
+ * run on any). Without a data directory begin returns 0: nothing to sync. */
+int ff_engine_sync_begin(ff_engine *e, ff_log_sync_job *job);
+int ff_engine_sync_run(const ff_log_sync_job *job);
+int ff_engine_sync_end(ff_engine *e, const ff_log_sync_job *job, int rc);
 
 /* ---- Queries --------------------------------------------------------------------- */
 

@@ -76,6 +76,18 @@
  * at once. A failed msync/fsync makes the log fail permanently (sticky error): after a
  * failed sync the kernel may have dropped the dirty pages, so nothing written afterwards
  * could honestly be called durable.
+ *
+ * ASYNCHRONOUS SYNC (ff_log_sync_begin/run/end). begin captures [synced, off) of the
+ * current file -- from its page-aligned start -- and the target LSN = written, and marks
+ * a job in flight; run (any thread) only msyncs that range of that mapping; end, back on
+ * the owner's thread, advances durable to the target (never backwards) and `synced` to
+ * the range's end if the file is still current. Records committed after begin may share
+ * the range's last page: msync writes the page as it is then, and a page dirtied again
+ * is written again by the next job, whose range starts at that page. If the file is
+ * rotated while a job is in flight, rotation syncs the whole file itself (as always;
+ * durable = written), but its mapping and fd are RETIRED instead of unmapped -- the job
+ * still holds addresses in it -- and end unmaps them. One job at a time, so at most one
+ * retired file. ff_log_sync() during a job syncs [synced, off) itself, a superset.
  */
 #include "storage/log.h"
 
@@ -124,6 +136,11 @@ struct ff_log {
     int resv_type;
     int failed; /* sticky error after a failed sync, 0 if none */
     size_t page;
+    bool job;          /* a sync job is between begin and end */
+    uint64_t job_base; /* base of the file its range is in */
+    uint8_t *retired;  /* mapping of a file rotated away during the job, or NULL */
+    uint64_t retired_size;
+    int retired_fd;
 };
 
 static inline uint64_t pad8(uint64_t n)
@@ -412,8 +429,15 @@ static int rotate(ff_log *log, uint64_t need)
         close(fd);
         return log->failed = rc; /* the new file is in place: the old one is closed */
     }
-    munmap(log->map, log->h.size);
-    close(log->fd);
+    if (log->job && log->job_base == log->h.base) { /* the job's msync uses the mapping */
+        FF_ASSERT(log->retired == NULL);
+        log->retired = log->map;
+        log->retired_size = log->h.size;
+        log->retired_fd = log->fd;
+    } else {
+        munmap(log->map, log->h.size);
+        close(log->fd);
+    }
     log->fd = fd;
     log->map = map;
     log->h = h;
@@ -879,6 +903,57 @@ int ff_log_sync(ff_log *log)
     return 0;
 }
 
+/*
+ * The asynchronous form of ff_log_sync() (design in the opening comment). The policy
+ * that decides when to sync and what to release stays with the caller (net/server.c).
+ */
+int ff_log_sync_begin(ff_log *log, ff_log_sync_job *job)
+{
+    if (log->failed) return log->failed;
+    if (log->job || log->durable == log->written) return 0;
+    uint64_t start = log->synced & ~(uint64_t)(log->page - 1);
+    job->addr = log->map + start;
+    job->len = log->off - start;
+    job->base = log->h.base;
+    job->end_off = log->off;
+    job->lsn = log->written;
+    log->job = true;
+    log->job_base = log->h.base;
+    return 1;
+}
+
+int ff_log_sync_run(const ff_log_sync_job *job)
+{
+    if (job->len == 0) return 0;
+    if (msync(job->addr, job->len, MS_SYNC) != 0) return -errno;
+    return 0;
+}
+
+int ff_log_sync_end(ff_log *log, const ff_log_sync_job *job, int rc)
+{
+    FF_ASSERT(log->job && job->base == log->job_base);
+    log->job = false;
+    if (log->retired) {
+        munmap(log->retired, log->retired_size);
+        close(log->retired_fd);
+        log->retired = NULL;
+    }
+    if (rc) {
+        if (!log->failed) log->failed = rc;
+        return rc;
+    }
+    if (log->failed) return log->failed; /* a later sync failed meanwhile: stay failed */
+    if (log->durable < job->lsn) log->durable = job->lsn;
+    if (job->base == log->h.base && log->synced < job->end_off) log->synced = job->end_off;
+    LOG_CHECK(log);
+    return 0;
+}
+
+bool ff_log_sync_busy(const ff_log *log)
+{
+    return log->job;
+}
+
 uint64_t ff_log_written(const ff_log *log)
 {
     return log->written;
@@ -902,6 +977,7 @@ uint32_t ff_log_files(const ff_log *log)
 int ff_log_close(ff_log *log)
 {
     if (!log) return 0;
+    FF_ASSERT(!log->job); /* the caller waits for its job's end first */
     if (log->resv_len) ff_log_commit(log, 0);
     int rc = ff_log_sync(log);
     munmap(log->map, log->h.size);

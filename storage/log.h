@@ -18,12 +18,16 @@
  * of the last appended record, ff_log_durable() the LSN up to which everything is on
  * stable storage. An ack for a record at LSN x may be released once durable >= x.
  *
- * Threads: none. One ff_log is used by one thread.
+ * Threads: one ff_log is used by one thread (the owner), with one exception: the
+ * msync of a sync job (ff_log_sync_run, below) may run on any other thread while the
+ * owner goes on appending.
  */
 #ifndef FF_STORAGE_LOG_H
 #define FF_STORAGE_LOG_H
 
 #include "engine/ff.h"
+
+#include <stdbool.h>
 
 enum ff_log_type {
     FF_LOG_EVENTS = 1,
@@ -42,13 +46,13 @@ typedef struct ff_log_opts {
 
 /* What recovery found. Filled by ff_log_open(). */
 typedef struct ff_log_recovery {
-    uint32_t files;          /* log files scanned */
-    uint64_t records;        /* valid records replayed */
-    uint64_t bytes;          /* bytes of valid records */
-    uint64_t cut_bytes;      /* non-zero bytes after the last valid record that were cut */
-    int64_t cut_offset;      /* offset in cut_file where the cut began, -1 if nothing cut */
-    char cut_file[256];      /* file name (inside the directory) of the cut, "" if none */
-    char cut_reason[256];    /* "checksum mismatch", "bad length", ... */
+    uint32_t files;       /* log files scanned */
+    uint64_t records;     /* valid records replayed */
+    uint64_t bytes;       /* bytes of valid records */
+    uint64_t cut_bytes;   /* non-zero bytes after the last valid record that were cut */
+    int64_t cut_offset;   /* offset in cut_file where the cut began, -1 if nothing cut */
+    char cut_file[256];   /* file name (inside the directory) of the cut, "" if none */
+    char cut_reason[256]; /* "checksum mismatch", "bad length", ... */
 } ff_log_recovery;
 
 /*
@@ -94,10 +98,44 @@ int ff_log_append(ff_log *log, int type, const void *payload, uint32_t len, uint
  */
 int ff_log_sync(ff_log *log);
 
-uint64_t ff_log_written(const ff_log *log);  /* LSN of the last committed record */
-uint64_t ff_log_durable(const ff_log *log);  /* everything <= this LSN is durable */
+/*
+ * Asynchronous sync, in three steps, so the owner can go on appending while the disk
+ * works. At most one job is in flight per log.
+ *
+ *   ff_log_sync_begin  (owner) captures in *job the range written since the last
+ *                      completed sync and the target LSN (= ff_log_written() now), and
+ *                      pins the mapping of that range: a rotation while the job runs
+ *                      keeps the old file mapped until ff_log_sync_end(). Returns 1 if
+ *                      a job was started, 0 if there is nothing to sync or a job is
+ *                      already in flight (then *job is untouched), or the sticky error.
+ *   ff_log_sync_run    (any thread) msyncs the captured range; touches nothing but *job
+ *                      and the pinned pages. Returns 0 or -errno.
+ *   ff_log_sync_end    (owner) with run's result: on 0, durable becomes at least the
+ *                      target LSN; on an error nothing new is durable and the log fails
+ *                      for good (as ff_log_sync). Unpins. Returns rc.
+ *
+ * Records committed after begin are not covered by the job: they wait for the next one.
+ * ff_log_sync() and rotation may run while a job is in flight (they sync everything
+ * themselves); ff_log_close() may not. *job is owned by the caller from begin to end
+ * and must not be touched in between except by ff_log_sync_run().
+ */
+typedef struct ff_log_sync_job {
+    uint8_t *addr;    /* page-aligned start of the range, inside the pinned mapping */
+    size_t len;       /* bytes to msync */
+    uint64_t base;    /* base LSN of the file the range is in */
+    uint64_t end_off; /* file offset the range ends at */
+    uint64_t lsn;     /* durable becomes this once the job succeeds */
+} ff_log_sync_job;
+
+int ff_log_sync_begin(ff_log *log, ff_log_sync_job *job);
+int ff_log_sync_run(const ff_log_sync_job *job);
+int ff_log_sync_end(ff_log *log, const ff_log_sync_job *job, int rc);
+bool ff_log_sync_busy(const ff_log *log); /* a job is between begin and end */
+
+uint64_t ff_log_written(const ff_log *log);    /* LSN of the last committed record */
+uint64_t ff_log_durable(const ff_log *log);    /* everything <= this LSN is durable */
 uint64_t ff_log_disk_bytes(const ff_log *log); /* bytes the log files take on disk */
-uint32_t ff_log_files(const ff_log *log);    /* number of log files */
+uint32_t ff_log_files(const ff_log *log);      /* number of log files */
 
 /* Syncs and closes; frees log. */
 int ff_log_close(ff_log *log);

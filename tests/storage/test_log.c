@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -839,4 +840,136 @@ Test(log, callback_can_stop_the_replay)
     append_n(log, NULL, 0, 3);
     cr_assert_eq(ff_log_close(log), 0);
     cr_assert_eq(ff_log_open(&log, tdir, NULL, stop_at_two, &(int){0}, NULL), 42);
+}
+
+/* ---- asynchronous sync (ff_log_sync_begin/run/end) -------------------------------- */
+
+struct job_thread {
+    pthread_t t;
+    ff_log_sync_job *job;
+    int rc;
+};
+
+static void *job_main(void *arg)
+{
+    struct job_thread *jt = arg;
+    jt->rc = ff_log_sync_run(jt->job);
+    return NULL;
+}
+
+/* Runs the job's msync on another thread and waits for it. */
+static int run_on_thread(ff_log_sync_job *job)
+{
+    struct job_thread jt = {.job = job, .rc = 1};
+    cr_assert_eq(pthread_create(&jt.t, NULL, job_main, &jt), 0);
+    cr_assert_eq(pthread_join(jt.t, NULL), 0);
+    return jt.rc;
+}
+
+Test(log, sync_job_makes_durable_exactly_what_it_captured)
+{
+    struct recs want = {0}, got = {0};
+    ff_log_sync_job job, other;
+    ff_log *log = open_ok(NULL, NULL, NULL);
+
+    cr_assert_eq(ff_log_sync_begin(log, &job), 0, "nothing written: no job");
+    append_n(log, &want, 0, 20);
+    uint64_t w1 = ff_log_written(log);
+    cr_assert_eq(ff_log_sync_begin(log, &job), 1);
+    cr_assert_eq(job.lsn, w1);
+    cr_assert(ff_log_sync_busy(log));
+    append_n(log, &want, 20, 20); /* the owner goes on appending meanwhile */
+    cr_assert_eq(ff_log_sync_begin(log, &other), 0, "one job at a time");
+    cr_assert_eq(ff_log_durable(log), 0, "nothing durable before the job ends");
+    int rc = run_on_thread(&job);
+    cr_assert_eq(rc, 0);
+    cr_assert_eq(ff_log_durable(log), 0, "run alone reports nothing");
+    cr_assert_eq(ff_log_sync_end(log, &job, rc), 0);
+    cr_assert_not(ff_log_sync_busy(log));
+    cr_assert_eq(ff_log_durable(log), w1, "durable = the captured LSN, not written");
+    cr_assert_lt(ff_log_durable(log), ff_log_written(log));
+
+    cr_assert_eq(ff_log_sync_begin(log, &job), 1, "the rest is the next job");
+    cr_assert_eq(job.lsn, ff_log_written(log));
+    cr_assert_eq(ff_log_sync_end(log, &job, run_on_thread(&job)), 0);
+    cr_assert_eq(ff_log_durable(log), ff_log_written(log));
+    cr_assert_eq(ff_log_sync_begin(log, &job), 0, "clean: no job");
+    cr_assert_eq(ff_log_close(log), 0);
+
+    log = open_ok(NULL, &got, NULL);
+    assert_same(&got, &want, 40);
+    cr_assert_eq(ff_log_close(log), 0);
+    recs_free(&want);
+    recs_free(&got);
+}
+
+Test(log, rotation_while_a_job_is_in_flight_keeps_its_mapping)
+{
+    struct recs want = {0}, got = {0};
+    ff_log_opts o = {.file_bytes = 64 << 10};
+    ff_log_sync_job job;
+    ff_log *log = open_ok(&o, NULL, NULL);
+
+    append_n(log, &want, 0, 5);
+    cr_assert_eq(ff_log_sync_begin(log, &job), 1);
+    uint64_t target = job.lsn;
+    size_t n = 5;
+    while (ff_log_files(log) < 3) append_n(log, &want, n++, 1); /* two rotations */
+    /* The job's range is in the first file, rotated away twice: still mapped (msync of
+     * an unmapped range fails with ENOMEM). */
+    int rc = run_on_thread(&job);
+    cr_assert_eq(rc, 0, "msync of the pinned range: %s", ff_strerror(rc));
+    uint64_t d = ff_log_durable(log);
+    cr_assert_geq(d, target, "rotation synced the old files itself");
+    cr_assert_eq(ff_log_sync_end(log, &job, rc), 0);
+    cr_assert_eq(ff_log_durable(log), d, "durable never goes back");
+    append_n(log, &want, n, 3);
+    n += 3;
+    cr_assert_eq(ff_log_sync_begin(log, &job), 1);
+    cr_assert_eq(ff_log_sync_end(log, &job, ff_log_sync_run(&job)), 0);
+    cr_assert_eq(ff_log_durable(log), ff_log_written(log));
+    cr_assert_eq(ff_log_close(log), 0);
+
+    log = open_ok(&o, &got, NULL);
+    assert_same(&got, &want, n);
+    cr_assert_eq(ff_log_close(log), 0);
+    recs_free(&want);
+    recs_free(&got);
+}
+
+Test(log, sync_during_a_job_covers_it_and_the_job_end_does_not_go_back)
+{
+    ff_log_sync_job job;
+    ff_log *log = open_ok(NULL, NULL, NULL);
+    append_n(log, NULL, 0, 10);
+    cr_assert_eq(ff_log_sync_begin(log, &job), 1);
+    append_n(log, NULL, 10, 10);
+    cr_assert_eq(ff_log_sync(log), 0);
+    uint64_t w = ff_log_written(log);
+    cr_assert_eq(ff_log_durable(log), w);
+    cr_assert_eq(ff_log_sync_end(log, &job, run_on_thread(&job)), 0);
+    cr_assert_eq(ff_log_durable(log), w);
+    cr_assert_eq(ff_log_close(log), 0);
+}
+
+Test(log, failed_sync_job_makes_nothing_durable_and_the_log_fails)
+{
+    ff_log_sync_job job;
+    ff_log *log = open_ok(NULL, NULL, NULL);
+    append_n(log, NULL, 0, 10);
+    cr_assert_eq(ff_log_sync(log), 0);
+    uint64_t d = ff_log_durable(log);
+    append_n(log, NULL, 10, 10);
+    cr_assert_eq(ff_log_sync_begin(log, &job), 1);
+    /* A failed msync, simulated: run's result as the kernel would give it. */
+    cr_assert_eq(ff_log_sync_end(log, &job, -EIO), -EIO);
+    cr_assert_eq(ff_log_durable(log), d, "nothing of the failed job is durable");
+    cr_assert_not(ff_log_sync_busy(log));
+    cr_assert_eq(ff_log_sync_begin(log, &job), -EIO, "retries report the sticky error");
+    cr_assert_eq(ff_log_sync(log), -EIO);
+    cr_assert_eq(ff_log_durable(log), d);
+    int err = 0;
+    cr_assert_null(ff_log_reserve(log, 1, 8, &err));
+    cr_assert_eq(err, -EIO, "a failed log takes no more records");
+    cr_assert_eq(ff_log_close(log), -EIO);
 }
