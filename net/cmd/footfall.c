@@ -13,6 +13,7 @@
  */
 #include "net/client_fmt.h"
 #include "net/client_import.h"
+#include "net/cmd/footfall_cmds.h"
 #include "net/httpc.h"
 #include "net/timefmt.h"
 #include "net/wire.h"
@@ -49,6 +50,8 @@ static const char usage_main[] =
     "                           occupancy buckets as a table, --csv or --json\n"
     "  topology apply FILE.json apply a topology document (PUT /v1/topology)\n"
     "  topology show            print spaces, doorways and DPUs\n"
+    "  segments ls|dump|verify PATH\n"
+    "                           read sealed segment files offline (no server needed)\n"
     "\n"
     "global flags (anywhere on the line):\n"
     "  --http HOST:PORT   HTTP API (default 127.0.0.1:8080)\n"
@@ -616,5 +619,6 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "count") == 0) return cmd_count(argc - 1, argv + 1);
     if (strcmp(cmd, "counts") == 0) return cmd_counts(argc - 1, argv + 1);
     if (strcmp(cmd, "topology") == 0) return cmd_topology(argc - 1, argv + 1);
+    if (strcmp(cmd, "segments") == 0) return ff_cmd_segments(argc - 1, argv + 1);
     return fail(EXIT_USAGE, "unknown command \"%s\" (see footfall --help)", cmd);
 }
