@@ -1,23 +1,38 @@
 /*
  * server.c -- footfalld's loop: UDP and TCP ingest, group commit, the tick, shutdown.
  *
- * One thread, one libuv loop. Each wake-up does bounded work: libuv reads at most 32
- * datagrams (in recvmmsg batches of up to 20) or 32 stream reads per handle before it
- * returns to the loop, so one busy socket cannot starve the others or the HTTP server.
+ * One loop thread, one libuv loop, plus one msync at a time on libuv's thread pool.
+ * Each wake-up does bounded work, so one busy socket cannot starve the others or the
+ * HTTP server: the UDP socket is read by our own recvmmsg loop (UDP_BATCH datagrams
+ * per call, at most UDP_BUDGET per wake-up; uv_poll is level-triggered, so what is
+ * left is read on the next turn, after the other handles had theirs), a TCP stream by
+ * libuv (at most 32 reads per wake-up).
  *
  * Group commit (the durability policy of SPEC §5). Every frame is admitted by the
  * engine when it is read; the engine appends its accepted events to the mmap'd log and
- * returns; the frame's ack is queued with the log position that covers it. The
- * uv_prepare handle `commit` runs once per loop turn, right before the loop blocks: it
- * syncs the log once (--fsync=always) and then releases, in order, every queued UDP
- * ack, TCP ack and suspended HTTP answer whose position is now durable. If the sync
- * fails nothing is released: the senders retransmit and the next turn tries again.
- * Under --fsync=interval:MS a timer syncs and answers are released right away; under
- * --fsync=never the OS writes the mapping back when it likes.
+ * returns; the frame's ack is queued with the log position (written LSN) that covers
+ * it. With --fsync=always the sync runs OFF the loop thread, one job at a time:
+ *   - the uv_prepare handle `commit` runs once per loop turn, right before the loop
+ *     blocks. If written > durable and no job is in flight, it begins one
+ *     (ff_engine_sync_begin: captures the dirty range and the target LSN = written
+ *     now) and queues its msync on the thread pool (uv_queue_work). The loop goes on
+ *     admitting events into the mapping meanwhile; they wait for the next job.
+ *   - when the msync returns, sync_done runs on the loop thread: ff_engine_sync_end
+ *     advances durable to the captured LSN, and every queued UDP ack, TCP ack and
+ *     suspended HTTP answer whose position is <= durable is released, in order. If
+ *     more was written meanwhile, the next job begins at once.
+ * An answer is therefore never released before the sync that covers its position has
+ * completed: durable moves only in ff_engine_sync_end (or in a synchronous
+ * ff_engine_sync, which syncs everything written). If a sync fails nothing is
+ * released, the error is counted, and the next turn tries again (the log's error is
+ * sticky: see storage/log.c); the senders retransmit. Under --fsync=interval:MS a timer
+ * begins the same jobs and answers are released right away; under --fsync=never the OS
+ * writes the mapping back when it likes. At shutdown one synchronous sync covers
+ * everything and the job in flight, if any, is waited for before the log is closed.
  *
  * UDP datagrams are not copied: records are admitted in place from the receive buffer
  * (on a little-endian host the wire record is the in-memory ff_event). Acks go out in
- * batches through sendmmsg.
+ * batches through sendmmsg on the same socket.
  *
  * TCP: each connection reads into its own buffer of two maximal frames; complete frames
  * are admitted in order and their acks queued on the connection in frame order. A
@@ -36,8 +51,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define UDP_CHUNK            (64 * 1024) /* libuv's per-datagram slice with recvmmsg */
-#define UDP_CHUNKS           20          /* libuv's recvmmsg width */
+#define UDP_SLICE            (64 * 1024) /* one datagram: the largest UDP payload fits */
+#define UDP_BATCH            64          /* datagrams per recvmmsg */
+#define UDP_BUDGET           512         /* datagrams per wake-up, then back to the loop */
 #define TCP_BUF              (2 * FF_FRAME_MAX)
 #define TCP_MAX_PENDING_ACKS 4096
 #define TICK_MS              100
@@ -55,6 +71,14 @@ struct tcp_conn {
     } * acks;
     size_t ack_head, ack_len, ack_cap;
     bool reading, closing;
+};
+
+/* The UDP receive side: UDP_BATCH slices of UDP_SLICE bytes and their vectors. */
+struct udp_rx {
+    struct mmsghdr msgs[UDP_BATCH];
+    struct iovec iov[UDP_BATCH];
+    struct sockaddr_storage addrs[UDP_BATCH];
+    uint8_t *buf; /* UDP_BATCH * UDP_SLICE bytes, 64-aligned: frames stay aligned */
 };
 
 static ff_event *scratch_events; /* big-endian hosts decode here */
@@ -111,8 +135,8 @@ uint64_t ff__server_release_point(const ff_server *s)
 
 static void flush_udp_acks(ff_server *s, uint64_t rel)
 {
-    int fd;
-    if (s->uack_len == 0 || uv_fileno((uv_handle_t *)&s->udp, &fd) != 0) return;
+    int fd = s->udp_fd;
+    if (s->uack_len == 0 || fd < 0) return;
     struct mmsghdr msgs[64];
     struct iovec iov[64];
     while (s->uack_len > 0) {
@@ -141,18 +165,9 @@ static void flush_udp_acks(ff_server *s, uint64_t rel)
 static void tcp_close(tcp_conn *c);
 static void tcp_flush_acks(tcp_conn *c, uint64_t rel);
 
-static void on_commit(uv_prepare_t *p)
+/* Releases every queued answer whose position is <= the release point. */
+static void release(ff_server *s)
 {
-    ff_server *s = p->data;
-    if (s->opts.fsync_mode == FF_FSYNC_ALWAYS &&
-        ff_engine_written(s->eng) > ff_engine_durable(s->eng)) {
-        int rc = ff_engine_sync(s->eng);
-        s->m.syncs++;
-        if (rc < 0) {
-            s->m.sync_errors++;
-            fprintf(stderr, "footfalld: log sync failed: %s\n", ff_strerror(rc));
-        }
-    }
     uint64_t rel = ff__server_release_point(s);
     flush_udp_acks(s, rel);
     for (tcp_conn *c = s->conns, *next; c; c = next) {
@@ -160,6 +175,57 @@ static void on_commit(uv_prepare_t *p)
         if (c->ack_len) tcp_flush_acks(c, rel);
     }
     if (s->http) ff__http_release(s->http, rel);
+}
+
+static void sync_failed(ff_server *s, int rc)
+{
+    s->m.sync_errors++;
+    fprintf(stderr, "footfalld: log sync failed: %s\n", ff_strerror(rc));
+}
+
+/* Thread pool: the msync of the captured range, nothing else. */
+static void sync_work(uv_work_t *w)
+{
+    ff_server *s = w->data;
+    s->sync_rc = ff_engine_sync_run(&s->sync_job);
+}
+
+static void sync_start(ff_server *s);
+
+/* Loop thread, once the msync returned: durable advances, the answers it covers go. */
+static void sync_done(uv_work_t *w, int status)
+{
+    ff_server *s = w->data;
+    int rc = ff_engine_sync_end(s->eng, &s->sync_job, status < 0 ? status : s->sync_rc);
+    s->sync_busy = false;
+    s->m.syncs++;
+    if (rc < 0) sync_failed(s, rc);
+    if (s->stopping) return; /* answered by the final sync; handles are closing */
+    release(s);
+    sync_start(s);
+}
+
+/* Begins a sync job covering everything written so far, unless one is in flight. */
+static void sync_start(ff_server *s)
+{
+    if (s->sync_busy || ff_engine_written(s->eng) <= ff_engine_durable(s->eng)) return;
+    int rc = ff_engine_sync_begin(s->eng, &s->sync_job);
+    if (rc < 0) {
+        s->m.syncs++;
+        sync_failed(s, rc);
+        return;
+    }
+    if (rc == 0) return;
+    s->sync_busy = true;
+    s->sync_req.data = s;
+    uv_queue_work(s->loop, &s->sync_req, sync_work, sync_done);
+}
+
+static void on_commit(uv_prepare_t *p)
+{
+    ff_server *s = p->data;
+    if (s->opts.fsync_mode == FF_FSYNC_ALWAYS) sync_start(s);
+    release(s);
 }
 
 /* ---- Admission of one frame -------------------------------------------------------- */
@@ -241,47 +307,78 @@ static void udp_datagram(ff_server *s, const uint8_t *p, size_t n, const struct 
     if (h.flags & FF_FRAME_FLAG_ACK) udp_queue_ack(s, addr, &ack);
 }
 
-static void udp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+/*
+ * The socket is readable: up to UDP_BUDGET datagrams, UDP_BATCH per recvmmsg, each
+ * admitted in place. Stops early when the socket is drained; whatever is left keeps the
+ * (level-triggered) poll ready for the next turn.
+ */
+static void udp_readable(uv_poll_t *p, int status, int events)
 {
-    ff_server *s = h->data;
-    *buf = uv_buf_init(s->udp_buf, (unsigned)s->udp_buf_len);
+    ff_server *s = p->data;
+    struct udp_rx *rx = s->udp_rx;
+    if (status < 0) return;
+    for (unsigned total = 0; total < UDP_BUDGET;) {
+        for (unsigned i = 0; i < UDP_BATCH; i++) {
+            rx->msgs[i].msg_hdr.msg_namelen = sizeof(rx->addrs[i]);
+            rx->msgs[i].msg_hdr.msg_flags = 0;
+        }
+        int n = recvmmsg(s->udp_fd, rx->msgs, UDP_BATCH, MSG_DONTWAIT, NULL);
+        if (n <= 0) break; /* EAGAIN, or an error the next readiness will show again */
+        for (int i = 0; i < n; i++) {
+            const struct msghdr *m = &rx->msgs[i].msg_hdr;
+            if (rx->msgs[i].msg_len == 0) continue;
+            if (m->msg_flags & MSG_TRUNC) {
+                s->m.udp_malformed++;
+                continue;
+            }
+            udp_datagram(s, rx->buf + (size_t)i * UDP_SLICE, rx->msgs[i].msg_len,
+                         (const struct sockaddr *)&rx->addrs[i]);
+        }
+        total += (unsigned)n;
+        if (n < UDP_BATCH) break;
+    }
 }
 
-static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
-                     unsigned flags)
+static struct udp_rx *udp_rx_new(void)
 {
-    ff_server *s = h->data;
-    if ((flags & UV_UDP_MMSG_FREE) || nread <= 0 || addr == NULL) return;
-    if (flags & UV_UDP_PARTIAL) {
-        s->m.udp_malformed++;
-        return;
+    struct udp_rx *rx = ff_xcalloc(1, sizeof(*rx));
+    rx->buf = aligned_alloc(64, (size_t)UDP_BATCH * UDP_SLICE);
+    if (rx->buf == NULL) FF_PANIC("out of memory");
+    for (unsigned i = 0; i < UDP_BATCH; i++) {
+        rx->iov[i] = (struct iovec){rx->buf + (size_t)i * UDP_SLICE, UDP_SLICE};
+        rx->msgs[i].msg_hdr =
+            (struct msghdr){.msg_name = &rx->addrs[i], .msg_iov = &rx->iov[i], .msg_iovlen = 1};
     }
-    udp_datagram(s, (const uint8_t *)buf->base, (size_t)nread, addr);
+    return rx;
+}
+
+static void udp_rx_free(struct udp_rx *rx)
+{
+    if (rx) free(rx->buf);
+    free(rx);
 }
 
 static int udp_start(ff_server *s, const struct sockaddr_storage *addr)
 {
-    int rc = uv_udp_init_ex(s->loop, &s->udp, addr->ss_family | UV_UDP_RECVMMSG);
-    if (rc < 0) return rc;
-    s->udp.data = s;
-    s->udp_on = true;
-    rc = uv_udp_bind(&s->udp, (const struct sockaddr *)addr, 0);
-    if (rc < 0) return rc;
+    socklen_t alen =
+        addr->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    s->udp_fd = socket(addr->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s->udp_fd < 0) return -errno;
+    if (bind(s->udp_fd, (const struct sockaddr *)addr, alen) != 0) return -errno;
     int want = s->opts.udp_rcvbuf ? s->opts.udp_rcvbuf : 32 << 20;
-    int fd;
-    if (uv_fileno((uv_handle_t *)&s->udp, &fd) == 0) {
-        /* SO_RCVBUFFORCE passes net.core.rmem_max when we may; else take what we get. */
-        if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof(want)) != 0)
-            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof(want));
-    }
-    s->udp_buf_len = (size_t)UDP_CHUNK * UDP_CHUNKS;
-    s->udp_buf = aligned_alloc(64, s->udp_buf_len);
-    if (s->udp_buf == NULL) FF_PANIC("out of memory");
+    /* SO_RCVBUFFORCE passes net.core.rmem_max when we may; else take what we get. */
+    if (setsockopt(s->udp_fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof(want)) != 0)
+        setsockopt(s->udp_fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof(want));
+    s->udp_rx = udp_rx_new();
     struct sockaddr_storage bound;
-    int blen = sizeof(bound);
-    uv_udp_getsockname(&s->udp, (struct sockaddr *)&bound, &blen);
+    socklen_t blen = sizeof(bound);
+    getsockname(s->udp_fd, (struct sockaddr *)&bound, &blen);
     name_of((struct sockaddr *)&bound, s->udp_name, sizeof(s->udp_name));
-    return uv_udp_recv_start(&s->udp, udp_alloc, udp_recv);
+    int rc = uv_poll_init_socket(s->loop, &s->udp_poll, s->udp_fd);
+    if (rc < 0) return rc;
+    s->udp_poll.data = s;
+    s->udp_on = true;
+    return uv_poll_start(&s->udp_poll, UV_READABLE, udp_readable);
 }
 
 /* ---- TCP --------------------------------------------------------------------------- */
@@ -490,10 +587,7 @@ static void on_tick(uv_timer_t *t)
 static void on_fsync_timer(uv_timer_t *t)
 {
     ff_server *s = t->data;
-    if (ff_engine_written(s->eng) > ff_engine_durable(s->eng)) {
-        s->m.syncs++;
-        if (ff_engine_sync(s->eng) < 0) s->m.sync_errors++;
-    }
+    sync_start(s);
 }
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -509,7 +603,7 @@ static void on_signal(uv_signal_t *sig, int signum)
     if (!s->opts.quiet)
         fprintf(stderr, "footfalld: %s: stopping\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
     /* Stop taking input; what was taken is made durable and answered before we go. */
-    if (s->udp_on) uv_udp_recv_stop(&s->udp);
+    if (s->udp_on) uv_poll_stop(&s->udp_poll);
     for (tcp_conn *c = s->conns; c; c = c->next)
         if (c->reading) uv_read_stop((uv_stream_t *)&c->h), c->reading = false;
     int rc = ff_engine_sync(s->eng);
@@ -620,13 +714,15 @@ static void server_stop_all(ff_server *s)
     if (s->http) ff__http_stop(s->http);
     s->http = NULL;
     uv_walk(s->loop, close_walk, s);
-    uv_run(s->loop, UV_RUN_DEFAULT);
+    uv_run(s->loop, UV_RUN_DEFAULT); /* also waits for the sync job in flight */
+    FF_ASSERT(!s->sync_busy);
 }
 
 int ff_server_run(const ff_server_opts *o)
 {
     ff_server *s = ff_xcalloc(1, sizeof(*s));
     s->opts = *o;
+    s->udp_fd = -1;
     s->started_us = wall_us();
     s->loop = ff_xmalloc(sizeof(uv_loop_t));
     uv_loop_init(s->loop);
@@ -674,7 +770,8 @@ out_engine:
 out_loop:
     uv_loop_close(s->loop);
     free(s->loop);
-    free(s->udp_buf);
+    if (s->udp_fd >= 0) close(s->udp_fd);
+    udp_rx_free(s->udp_rx);
     free(s->uacks);
     free(scratch_events);
     scratch_events = NULL;

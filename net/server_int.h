@@ -35,11 +35,11 @@ typedef struct ff_server {
     ff_net_metrics m;
     int64_t started_us;
 
-    uv_udp_t udp;
+    int udp_fd; /* our own socket: uv_poll tells when it is readable, -1 if none */
+    uv_poll_t udp_poll;
     bool udp_on;
-    char *udp_buf;
-    size_t udp_buf_len;
-    udp_ack *uacks; /* ring of pending acks */
+    struct udp_rx *udp_rx; /* recvmmsg vectors and buffer (server.c) */
+    udp_ack *uacks;        /* ring of pending acks */
     size_t uack_head, uack_len, uack_cap;
 
     uv_tcp_t tcp;
@@ -49,6 +49,10 @@ typedef struct ff_server {
     ff_http *http;
 
     uv_prepare_t commit;
+    uv_work_t sync_req;       /* the one sync job in flight (group commit) */
+    ff_log_sync_job sync_job; /* what it syncs: owned by the job while sync_busy */
+    int sync_rc;              /* its msync's result, written by the worker */
+    bool sync_busy;
     uv_timer_t tick;
     uv_timer_t fsync_timer;
     uv_signal_t sigterm, sigint;
