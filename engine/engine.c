@@ -122,15 +122,17 @@ void ff__apply_event(ff_engine *e, ff__dpu *d, const ff_event *ev)
 static bool is_duplicate(const ff_engine *e, const ff__dpu *d, const ff_event *ev)
 {
     const ff__rows *rows = d->orphans;
+    const ff__space *s = NULL;
     int vi = ff__dpu_version_at(d, ev->ts);
     if (vi >= 0) {
         const uint32_t *sl = ff__dpu_slots(d, (uint32_t)vi);
-        if (sl[0] != FF__NOIX)
-            rows = &e->spaces[sl[0]].rows;
-        else if (sl[1] != FF__NOIX)
-            rows = &e->spaces[sl[1]].rows;
+        if (sl[0] != FF__NOIX || sl[1] != FF__NOIX) {
+            s = &e->spaces[sl[0] != FF__NOIX ? sl[0] : sl[1]];
+            rows = &s->rows;
+        }
     }
     ff_row_key k = {.ts = ev->ts, .dpu_id = ev->dpu_id, .seq = ev->seq, .direction = ev->direction};
+    if (s && ev->ts <= e->sealed_upto) return ff__space_sealed_has(e, s, &k);
     return rows && ff__rows_has(rows, &k);
 }
 
@@ -245,6 +247,7 @@ static void settle_some(ff_engine *e, size_t max_spaces, size_t max_rows)
         ff__space *s = &e->spaces[e->settle_cursor];
         size_t moved = s->live ? ff__rows_settle(&s->rows, e->h, max_rows - rows) : 0;
         rows += moved;
+        e->settled_since_seal += moved;
         /* stay on a space whose settled rows exceeded this tick's budget */
         if (rows < max_rows) e->settle_cursor++;
     }
@@ -267,6 +270,7 @@ void ff_engine_tick(ff_engine *e)
     if (e->max_ts != FF_TS_MIN && e->h < e->max_ts && now - e->last_accept >= e->o.settle_us)
         idle_advance(e);
     settle_some(e, TICK_SPACES, TICK_ROWS);
+    ff__seal_tick(e, now);
 }
 
 /* ---- durability ---- */
@@ -308,7 +312,18 @@ int64_t ff_engine_horizon(const ff_engine *e)
 
 /* ---- open, replay, close ---- */
 
-static int replay_events(ff_engine *e, const void *payload, uint32_t len)
+/* Whether an event of d at ts is a row of a space (else an orphan row, never sealed). */
+static bool counts_in_a_space(const ff__dpu *d, int64_t ts)
+{
+    int vi = ff__dpu_version_at(d, ts);
+    if (vi < 0) return false;
+    const uint32_t *sl = ff__dpu_slots(d, (uint32_t)vi);
+    return sl[0] != FF__NOIX || sl[1] != FF__NOIX;
+}
+
+/* Replays the events of one record; covered: the record is at or before the
+ * checkpoint's LSN (engine/checkpoint.c gives the rules). */
+static int replay_events(ff_engine *e, const void *payload, uint32_t len, bool covered)
 {
     if (len % sizeof(ff_event)) return FF_ECORRUPT;
     const unsigned char *p = payload;
@@ -319,6 +334,13 @@ static int replay_events(ff_engine *e, const void *payload, uint32_t len)
         if (!d || (ev.direction != 1 && ev.direction != -1) || ev.ts < 0 ||
             (ev.reserved & ~FF_EVF_LATE))
             return FF_ECORRUPT;
+        if (covered) ev.reserved = 0; /* its revision is in the checkpoint */
+        if (ev.ts <= e->sealed_upto && counts_in_a_space(d, ev.ts)) {
+            /* in the segments; a later one could only be too_old when it came */
+            if (!covered) return FF_ECORRUPT;
+            e->events_skipped++;
+            continue;
+        }
         ff__apply_event(e, d, &ev);
         e->events_replayed++;
     }
@@ -328,9 +350,13 @@ static int replay_events(ff_engine *e, const void *payload, uint32_t len)
 static int replay_cb(void *ctx, int type, const void *payload, uint32_t len, uint64_t lsn)
 {
     ff_engine *e = ctx;
+    if (lsn <= e->ck_lsn) { /* the checkpoint holds the topology and H as of its LSN */
+        if (type == FF_LOG_EVENTS) return replay_events(e, payload, len, true);
+        return type == FF_LOG_TOPO || type == FF_LOG_HORIZON ? 0 : FF_EVERSION;
+    }
     switch (type) {
     case FF_LOG_EVENTS:
-        return replay_events(e, payload, len);
+        return replay_events(e, payload, len, false);
     case FF_LOG_TOPO:
         return ff__topo_replay(e, payload, len);
     case FF_LOG_HORIZON: {
@@ -365,23 +391,37 @@ int ff_engine_open(ff_engine **out, const ff_engine_opts *opts, ff_engine_recove
     opts_fill(&e->o);
     e->h = e->max_ts = FF_TS_MIN;
     if (rep) memset(rep, 0, sizeof(*rep));
-    if (e->o.data_dir) {
+    char err[512] = "";
+    e->replaying = true;
+    int rc = ff__seal_open(e, err, sizeof(err));
+    if (rc == 0 && e->o.data_dir) {
         ff_log_opts lo = {.file_bytes = e->o.log_file_bytes};
-        e->replaying = true;
-        int rc = ff_log_open(&e->log, e->o.data_dir, &lo, replay_cb, e, rep ? &rep->log : NULL);
-        e->replaying = false;
-        if (rc < 0) {
-            ff__topo_free(e);
-            free(e);
-            return rc;
+        rc = ff_log_open(&e->log, e->o.data_dir, &lo, replay_cb, e, rep ? &rep->log : NULL);
+        if (rc < 0)
+            snprintf(err, sizeof(err), "%s: log: %s", e->o.data_dir, ff_strerror(rc));
+        else if (ff_log_written(e->log) < e->ck_lsn) {
+            snprintf(err, sizeof(err), "%s: the log ends before the checkpoint's position",
+                     e->o.data_dir);
+            rc = FF_ECORRUPT;
         }
     }
+    e->replaying = false;
+    if (rc < 0) {
+        if (rep) snprintf(rep->error, sizeof(rep->error), "%s", err);
+        if (e->log) ff_log_close(e->log);
+        ff__seal_close(e);
+        ff__topo_free(e);
+        free(e);
+        return rc;
+    }
     settle_some(e, SIZE_MAX, SIZE_MAX);
-    e->last_accept = ff__now(e);
+    e->last_accept = e->last_seal = ff__now(e);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (rep) {
         rep->events_replayed = e->events_replayed;
         rep->topo_ops_replayed = e->topo_replayed;
+        rep->events_skipped = e->events_skipped;
+        rep->segments = (uint32_t)e->nsegs;
         rep->seconds = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
     }
     *out = e;
@@ -392,6 +432,7 @@ void ff_engine_close(ff_engine *e)
 {
     if (!e) return;
     if (e->log) ff_log_close(e->log);
+    ff__seal_close(e);
     ff__topo_free(e);
     free(e);
 }

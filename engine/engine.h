@@ -39,7 +39,15 @@ typedef struct ff_engine_opts {
     size_t log_file_bytes;   /* 0 = log default */
     ff_clock_fn clock;       /* NULL = CLOCK_REALTIME */
     void *clock_ctx;
+    /* Sealing (with a data_dir only): a tick seals settled rows into a segment once
+     * seal_rows of them have settled since the last seal, or seal_age_us of wall-clock
+     * time has passed with some settled. 0 = defaults (FF_SEAL_ROWS, FF_SEAL_AGE). */
+    uint64_t seal_rows;
+    int64_t seal_age_us;
 } ff_engine_opts;
+
+#define FF_SEAL_ROWS ((uint64_t)1 << 20)
+#define FF_SEAL_AGE  ((int64_t)3600 * 1000000) /* one hour */
 
 /* Fills o with the defaults above. */
 void ff_engine_opts_default(ff_engine_opts *o);
@@ -50,9 +58,14 @@ typedef struct ff_engine_recovery {
     uint64_t events_replayed;
     uint64_t topo_ops_replayed;
     double seconds;
+    uint64_t events_skipped; /* log events already in segments */
+    uint32_t segments;       /* segments opened */
+    char error[512];         /* why the open failed, naming the file; "" */
 } ff_engine_recovery;
 
-/* Opens the engine; with a data_dir, opens the log and replays it. rep may be NULL. */
+/* Opens the engine; with a data_dir, loads the checkpoint, opens the segments it names
+ * (a corrupt one fails the open: rep->error names it) and replays the log records they
+ * do not cover (engine/checkpoint.c). rep may be NULL. */
 int ff_engine_open(ff_engine **out, const ff_engine_opts *opts, ff_engine_recovery *rep);
 /* Syncs the log and frees everything. */
 void ff_engine_close(ff_engine *e);
@@ -273,13 +286,15 @@ int ff_engine_dpu_events(const ff_engine *e, uint32_t dpu_id, int64_t start, int
 typedef struct ff_engine_stats {
     uint64_t outcomes[FF_OUT__COUNT]; /* events by outcome since start */
     uint64_t pending_rows;            /* rows with ts > H, all spaces */
-    uint64_t settled_rows;            /* rows with ts <= H (in memory in this version) */
+    uint64_t settled_rows;            /* rows with ts <= H still in memory */
     int64_t horizon;                  /* H */
     int64_t max_ts;                   /* largest accepted ts, FF_TS_MIN if none */
     uint64_t log_bytes;
     uint32_t log_files;
-    uint64_t segments_sealed;         /* 0 until segments exist */
+    uint64_t segments_sealed;         /* segments written since open (seals, rewrites) */
     size_t pending_row_bytes;         /* sizeof one pending row */
+    uint64_t sealed_rows;             /* rows in segments, all spaces (not in memory) */
+    uint32_t segments;                /* live segment files open */
 } ff_engine_stats;
 
 void ff_engine_stats_get(const ff_engine *e, ff_engine_stats *out);

@@ -22,13 +22,33 @@
 #include "engine/engine.h"
 #include "engine/idmap.h"
 #include "engine/rows.h"
+#include "storage/segment.h"
+
+/* The rows of one space inside one sealed segment (engine/seal.c). */
+typedef struct ff__sealed {
+    uint32_t seg; /* index into ff_engine.segs */
+    uint64_t rows;
+    int64_t first_ts, last_ts;
+    int64_t occ_before, last_occ;
+} ff__sealed;
+
+/* One live segment: the sealed rows of every space with ts in [start, end]. */
+typedef struct ff__segref {
+    ff_seg *seg;
+    int64_t start, end;
+    uint32_t version;
+    bool in_ck; /* named by the checkpoint on disk */
+} ff__segref;
 
 typedef struct ff__space {
     ff_space_def def;
     bool live;
     uint32_t refs; /* assignment versions naming it as entry or exit */
     uint64_t revision;
-    ff__rows rows;
+    ff__rows rows;      /* rows after the sealed ones (ts > sealed_upto) */
+    ff__sealed *sx;     /* the space's sealed rows, by time; see engine/seal.c */
+    size_t nsx, capsx;
+    uint64_t sealed_rows;
 } ff__space;
 
 typedef struct ff__doorway {
@@ -71,10 +91,20 @@ struct ff_engine {
     bool replaying;
 
     uint64_t outcomes[FF_OUT__COUNT];
-    uint64_t events_replayed, topo_replayed;
+    uint64_t events_replayed, topo_replayed, events_skipped;
 
     ff__row *scratch; /* re-attribution */
     size_t nscratch, capscratch;
+
+    /* sealing (engine/seal.c); nothing is sealed without a data_dir */
+    char *seg_dir;       /* <data_dir>/segments */
+    ff__segref *segs;    /* by start; windows are disjoint and ascending */
+    size_t nsegs, capsegs;
+    int64_t sealed_upto; /* every row with ts <= this is in a segment; FF_TS_MIN */
+    uint64_t settled_since_seal; /* rows settled since the last seal */
+    int64_t last_seal;   /* wall clock of the last seal (or of open) */
+    uint64_t segments_sealed;
+    uint64_t ck_lsn;     /* log position the checkpoint covers (engine/checkpoint.c) */
 };
 
 /* The versions of a DPU. */
@@ -115,11 +145,55 @@ int64_t ff__now(const ff_engine *e);
 void ff__apply_event(ff_engine *e, ff__dpu *d, const ff_event *ev);
 /* Decodes and applies one FF_LOG_TOPO payload (replay). FF_ECORRUPT if malformed. */
 int ff__topo_replay(ff_engine *e, const void *payload, uint32_t len);
+/* Calls cb with one FF_LOG_TOPO payload per live space, doorway and DPU version, in an
+ * order that ff__topo_replay() accepts on an empty engine (checkpoints). */
+typedef int (*ff__topo_op_cb)(void *ctx, const void *payload, uint32_t len);
+int ff__topo_dump(const ff_engine *e, ff__topo_op_cb cb, void *ctx);
 /* Fills the public view of a space. */
 void ff__space_info(const ff_engine *e, const ff__space *s, ff_space_info *out);
 /* Frees every topology structure. */
 void ff__topo_free(ff_engine *e);
 /* Topology invariants (numbered in topology.c). */
 void ff__topo_check(const ff_engine *e);
+
+/* ---- seal.c: segments and the reads that span them ---- */
+
+/* Prepares <data_dir>/segments at open, before replay: loads the checkpoint, opens the
+ * segments it names, removes the others. Errors name the file in err. */
+int ff__seal_open(ff_engine *e, char *err, size_t errlen);
+/* Closes every segment. */
+void ff__seal_close(ff_engine *e);
+/* Seals when enough settled rows (or enough wall-clock time) have accumulated. */
+void ff__seal_tick(ff_engine *e, int64_t now);
+/* The occupancy of s after its last row with ts <= t (0 before any); FF_ECORRUPT. */
+int ff__space_occ_at(const ff_engine *e, const ff__space *s, int64_t t, int64_t *occ);
+/* Rows of s (sealed, then in memory) with start <= ts < end, after *after if not NULL,
+ * in canonical order; cb's non-zero return stops and is returned; FF_ECORRUPT. */
+typedef int (*ff__row_cb)(void *ctx, const ff__row *r);
+int ff__space_scan(const ff_engine *e, const ff__space *s, int64_t start, int64_t end,
+                   const ff_row_key *after, ff__row_cb cb, void *ctx);
+/* Whether a row with key k exists in the sealed rows of s. */
+bool ff__space_sealed_has(const ff_engine *e, const ff__space *s, const ff_row_key *k);
+/* Row count, latest ts and latest occupancy of s over sealed and memory rows. */
+void ff__space_totals(const ff__space *s, uint64_t *rows, int64_t *latest_ts, int64_t *occ);
+/* Invariants of the sealed index (numbered in seal.c). */
+void ff__seal_check(const ff_engine *e);
+/* Opens segment (start, end, version) of the segment directory as the next live one
+ * and indexes its spaces (recovery). Errors name the file in err. */
+int ff__seal_attach(ff_engine *e, int64_t start, int64_t end, uint32_t version, char *err,
+                    size_t errlen);
+
+/* ---- checkpoint.c ---- */
+
+/* Writes the checkpoint covering log position lsn (atomically; see checkpoint.c). */
+int ff__ckpt_write(ff_engine *e, uint64_t lsn);
+/* Loads the checkpoint if there is one (topology, revisions, H, segments). Errors name
+ * the file in err. */
+int ff__ckpt_load(ff_engine *e, char *err, size_t errlen);
+
+/* Crash points for tests: a seal stops (as a crash would) once it reaches the step set
+ * here, and sets it to FF__STOP_HIT. Always FF__STOP_NONE outside tests. */
+enum { FF__STOP_NONE, FF__STOP_SEGMENT, FF__STOP_CKPT_TMP, FF__STOP_CKPT, FF__STOP_HIT };
+extern int ff__seal_test_stop;
 
 #endif /* FF_ENGINE_INT_H */

@@ -2,9 +2,10 @@
  * query.c -- the answers: space views, count at T, buckets, occupancy rows, a DPU's
  * events, statistics and the invariant check (contract in engine/engine.h).
  *
- * Every answer reads one space's rows as a single sorted sequence (engine/rows.h): a
- * count at T is one binary search (the occupancy stored in the last row with ts <= T),
- * buckets and rows are one search followed by a forward walk. Status is ts vs H only.
+ * Every answer reads one space's rows as a single sorted sequence: its sealed rows, then
+ * its rows in memory (engine/seal.c, engine/rows.h). A count at T is one binary search
+ * (the occupancy stored in the last row with ts <= T), buckets and rows are one search
+ * followed by a forward walk (ff__space_scan). Status is ts vs H only.
  *
  * Invariants (ff_engine_check), beyond those of rows.c (R*) and topology.c (T*):
  *   E1 H <= max_ts, and H is FF_TS_MIN while no event was accepted.
@@ -22,13 +23,9 @@ static size_t upper_ts(const ff__rows *r, int64_t t)
 
 void ff__space_info(const ff_engine *e, const ff__space *s, ff_space_info *out)
 {
-    size_t n = ff__rows_n(&s->rows);
-    const ff__row *last = n ? ff__rows_at(&s->rows, n - 1) : NULL;
     out->def = s->def;
     out->revision = s->revision;
-    out->rows = n;
-    out->occupancy = last ? last->occ : 0;
-    out->latest_ts = last ? last->ts : FF_TS_MIN;
+    ff__space_totals(s, &out->rows, &out->latest_ts, &out->occupancy);
     out->settled = out->latest_ts <= e->h;
 }
 
@@ -59,34 +56,50 @@ int ff_engine_count(const ff_engine *e, uint32_t space_id, bool has_at, int64_t 
 {
     const ff__space *s = ff__space_find(e, space_id);
     if (!s) return FF_ENOTFOUND;
-    const ff__rows *r = &s->rows;
-    size_t i = has_at ? upper_ts(r, at) : ff__rows_n(r);
-    if (!has_at) at = i ? ff__rows_at(r, i - 1)->ts : FF_TS_MIN;
+    int64_t occ;
+    if (has_at) {
+        int rc = ff__space_occ_at(e, s, at, &occ);
+        if (rc < 0) return rc;
+    } else {
+        uint64_t rows;
+        ff__space_totals(s, &rows, &at, &occ);
+    }
     out->at = at;
-    out->occupancy = ff__rows_occ_before(r, i);
+    out->occupancy = occ;
     out->settled = at <= e->h;
     out->revision = s->revision;
     return 0;
 }
 
-/* Walks the rows from *i up to ts < b->end into bucket b (occupancy_start preset). */
-static void fill_bucket(const ff__rows *r, size_t *i, ff_bucket *b)
+/* Buckets filled by one forward walk over the rows of [start, end). */
+typedef struct bucket_walk {
+    ff_bucket *b;
+    uint64_t k, nb;
+    int64_t occ;
+} bucket_walk;
+
+static void bucket_open(bucket_walk *w)
 {
-    size_t n = ff__rows_n(r);
-    int64_t occ = b->occupancy_start;
-    b->min = b->max = occ;
-    for (; *i < n; (*i)++) {
-        const ff__row *x = ff__rows_at(r, *i);
-        if (x->ts >= b->end) break;
-        occ = x->occ;
-        if (occ < b->min) b->min = occ;
-        if (occ > b->max) b->max = occ;
-        if (x->delta > 0)
-            b->entrances++;
-        else
-            b->exits++;
+    ff_bucket *b = &w->b[w->k];
+    b->occupancy_start = b->min = b->max = w->occ;
+}
+
+static int bucket_row(void *ctx, const ff__row *x)
+{
+    bucket_walk *w = ctx;
+    while (x->ts >= w->b[w->k].end) {
+        w->b[w->k++].occupancy_end = w->occ;
+        bucket_open(w);
     }
-    b->occupancy_end = occ;
+    ff_bucket *b = &w->b[w->k];
+    w->occ = x->occ;
+    if (w->occ < b->min) b->min = w->occ;
+    if (w->occ > b->max) b->max = w->occ;
+    if (x->delta > 0)
+        b->entrances++;
+    else
+        b->exits++;
+    return 0;
 }
 
 int ff_engine_counts(const ff_engine *e, uint32_t space_id, int64_t start, int64_t end,
@@ -99,22 +112,48 @@ int ff_engine_counts(const ff_engine *e, uint32_t space_id, int64_t start, int64
     uint64_t span = (uint64_t)end - (uint64_t)start;
     uint64_t nb = span / (uint64_t)interval + (span % (uint64_t)interval != 0);
     if (nb > FF_MAX_BUCKETS) return FF_ETOOBIG;
-    const ff__rows *r = &s->rows;
-    size_t i = ff__rows_lower_ts(r, start);
-    int64_t occ = ff__rows_occ_before(r, i);
+    bucket_walk w = {.b = out, .nb = nb};
+    int rc = start == FF_TS_MIN ? 0 : ff__space_occ_at(e, s, start - 1, &w.occ);
+    if (rc < 0) return rc;
     for (uint64_t k = 0; k < nb; k++) {
         ff_bucket *b = &out[k];
         memset(b, 0, sizeof(*b));
         b->start = (int64_t)((uint64_t)start + k * (uint64_t)interval);
         b->end = k + 1 == nb ? end : (int64_t)((uint64_t)b->start + (uint64_t)interval);
-        b->occupancy_start = occ;
-        fill_bucket(r, &i, b);
-        occ = b->occupancy_end;
         b->settled = b->end <= e->h;
+    }
+    bucket_open(&w);
+    rc = ff__space_scan(e, s, start, end, NULL, bucket_row, &w);
+    if (rc < 0) return rc;
+    for (; w.k < nb; w.k++) {
+        out[w.k].occupancy_end = w.occ;
+        if (w.k + 1 < nb) out[w.k + 1].occupancy_start = out[w.k + 1].min =
+            out[w.k + 1].max = w.occ;
     }
     *n = (size_t)nb;
     if (revision) *revision = s->revision;
     return 0;
+}
+
+typedef struct rows_walk {
+    ff_row_cb cb;
+    void *ctx;
+    int64_t h;
+} rows_walk;
+
+static int occ_row(void *ctx, const ff__row *x)
+{
+    rows_walk *w = ctx;
+    ff_occ_row o;
+    memset(&o, 0, sizeof(o)); /* padding too: callers may compare rows bytewise */
+    o.ts = x->ts;
+    o.dpu_id = x->dpu;
+    o.seq = x->seq;
+    o.direction = x->dir;
+    o.delta = x->delta;
+    o.occupancy = x->occ;
+    o.settled = x->ts <= w->h;
+    return w->cb(w->ctx, &o);
 }
 
 int ff_engine_rows(const ff_engine *e, uint32_t space_id, int64_t start, int64_t end,
@@ -122,26 +161,8 @@ int ff_engine_rows(const ff_engine *e, uint32_t space_id, int64_t start, int64_t
 {
     const ff__space *s = ff__space_find(e, space_id);
     if (!s) return FF_ENOTFOUND;
-    const ff__rows *r = &s->rows;
-    size_t i = ff__rows_lower_ts(r, start), n = ff__rows_n(r);
-    if (after) {
-        size_t j = ff__rows_upper(r, after);
-        if (j > i) i = j;
-    }
-    for (; i < n; i++) {
-        const ff__row *x = ff__rows_at(r, i);
-        if (x->ts >= end) break;
-        ff_occ_row o = {.ts = x->ts,
-                        .dpu_id = x->dpu,
-                        .seq = x->seq,
-                        .direction = x->dir,
-                        .delta = x->delta,
-                        .occupancy = x->occ,
-                        .settled = x->ts <= e->h};
-        int rc = cb(ctx, &o);
-        if (rc) return rc;
-    }
-    return 0;
+    rows_walk w = {.cb = cb, .ctx = ctx, .h = e->h};
+    return ff__space_scan(e, s, start, end, after, occ_row, &w);
 }
 
 /* ---- a DPU's events ---- */
@@ -149,19 +170,30 @@ int ff_engine_rows(const ff_engine *e, uint32_t space_id, int64_t start, int64_t
 typedef struct evbuf {
     ff_event *ev;
     size_t n, cap;
+    uint32_t dpu;
 } evbuf;
 
-/* Appends the rows of DPU dpu with lo <= ts < hi. */
-static void gather(evbuf *b, const ff__rows *r, uint32_t dpu, int64_t lo, int64_t hi)
+static int gather_row(void *ctx, const ff__row *x)
 {
+    evbuf *b = ctx;
+    if (x->dpu != b->dpu) return 0;
+    b->ev = ff_xgrow(b->ev, &b->cap, b->n + 1, sizeof(*b->ev));
+    b->ev[b->n++] = (ff_event){.dpu_id = x->dpu, .direction = x->dir, .seq = x->seq, .ts = x->ts};
+    return 0;
+}
+
+/* Appends the rows of DPU b->dpu with lo <= ts < hi (memory rows only when s is NULL). */
+static int gather(const ff_engine *e, evbuf *b, const ff__space *s, const ff__rows *r,
+                  int64_t lo, int64_t hi)
+{
+    if (s) return ff__space_scan(e, s, lo, hi, NULL, gather_row, b);
     size_t n = ff__rows_n(r);
     for (size_t i = ff__rows_lower_ts(r, lo); i < n; i++) {
         const ff__row *x = ff__rows_at(r, i);
         if (x->ts >= hi) break;
-        if (x->dpu != dpu) continue;
-        b->ev = ff_xgrow(b->ev, &b->cap, b->n + 1, sizeof(*b->ev));
-        b->ev[b->n++] = (ff_event){.dpu_id = dpu, .direction = x->dir, .seq = x->seq, .ts = x->ts};
+        gather_row(b, x);
     }
+    return 0;
 }
 
 static int cmp_event(const void *a, const void *b)
@@ -177,18 +209,22 @@ int ff_engine_dpu_events(const ff_engine *e, uint32_t dpu_id, int64_t start, int
 {
     const ff__dpu *d = ff__dpu_find(e, dpu_id);
     if (!d) return FF_ENOTFOUND;
-    evbuf b = {0};
+    evbuf b = {.dpu = d->id};
     const ff_assignment *v = ff__dpu_versions(d);
-    for (uint32_t i = 0; i < d->nv; i++) {
+    int rc = 0;
+    for (uint32_t i = 0; i < d->nv && rc >= 0; i++) {
         int64_t lo = v[i].effective_from > start ? v[i].effective_from : start;
         int64_t hi = i + 1 < d->nv && v[i + 1].effective_from < end ? v[i + 1].effective_from : end;
         const uint32_t *sl = ff__dpu_slots(d, i);
         uint32_t slot = sl[0] != FF__NOIX ? sl[0] : sl[1];
-        if (lo < hi && slot != FF__NOIX) gather(&b, &e->spaces[slot].rows, d->id, lo, hi);
+        if (lo < hi && slot != FF__NOIX) rc = gather(e, &b, &e->spaces[slot], NULL, lo, hi);
     }
-    if (d->orphans) gather(&b, d->orphans, d->id, start, end);
+    if (d->orphans && rc >= 0) rc = gather(e, &b, NULL, d->orphans, start, end);
+    if (rc < 0) {
+        free(b.ev);
+        return rc;
+    }
     qsort(b.ev, b.n, sizeof(*b.ev), cmp_event);
-    int rc = 0;
     for (size_t i = 0; i < b.n && !rc; i++) rc = cb(ctx, &b.ev[i]);
     free(b.ev);
     return rc;
@@ -206,7 +242,10 @@ void ff_engine_stats_get(const ff_engine *e, ff_engine_stats *out)
         size_t settled = upper_ts(r, e->h);
         out->settled_rows += settled;
         out->pending_rows += ff__rows_n(r) - settled;
+        out->sealed_rows += e->spaces[i].sealed_rows;
     }
+    out->segments_sealed = e->segments_sealed;
+    out->segments = (uint32_t)e->nsegs;
     out->horizon = e->h;
     out->max_ts = e->max_ts;
     if (e->log) {
@@ -232,4 +271,5 @@ void ff_engine_check(const ff_engine *e)
     for (size_t i = 0; i < e->ndpus; i++)
         if (e->dpus[i].orphans) ff__rows_check(e->dpus[i].orphans, e->h, false);
     ff__topo_check(e);
+    ff__seal_check(e);
 }

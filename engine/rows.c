@@ -26,7 +26,7 @@
  *   R2 nset <= capset.
  *   R3 the whole sequence is in non-decreasing canonical order.
  *   R4 every settled-part row has ts <= H.
- *   R5 every occ is the fold of the deltas before it (spaces only).
+ *   R5 every occ is the fold of the deltas before it, from base (spaces only).
  */
 #include "engine/rows.h"
 
@@ -96,7 +96,7 @@ bool ff__rows_has(const ff__rows *r, const ff_row_key *k)
 
 int64_t ff__rows_occ_before(const ff__rows *r, size_t i)
 {
-    return i ? ff__rows_at(r, i - 1)->occ : 0;
+    return i ? ff__rows_at(r, i - 1)->occ : r->base;
 }
 
 static int32_t fold(int64_t occ, int delta, bool clamp)
@@ -221,13 +221,35 @@ size_t ff__rows_settle(ff__rows *r, int64_t h, size_t budget)
     return moved;
 }
 
+void ff__rows_drop_front(ff__rows *r, size_t k)
+{
+    FF_ASSERT(k <= r->nset);
+    if (k == 0) return;
+    r->base = r->set[k - 1].occ;
+    memmove(r->set, r->set + k, (r->nset - k) * sizeof(*r->set));
+    r->nset -= k;
+    if (r->nset == 0) { /* give the memory back: the settled part refills slowly */
+        free(r->set);
+        r->set = NULL;
+        r->capset = 0;
+    }
+}
+
+void ff__rows_rebase(ff__rows *r, int64_t base)
+{
+    r->base = base;
+    if (ff__rows_n(r)) refold(r, 0, true);
+}
+
 void ff__rows_free(ff__rows *r)
 {
     bool clamp = r->clamp;
+    int64_t base = r->base;
     free(r->set);
     free(r->ring);
     memset(r, 0, sizeof(*r));
     r->clamp = clamp;
+    r->base = base;
 }
 
 void ff__rows_check(const ff__rows *r, int64_t h, bool fold_check)
@@ -237,7 +259,7 @@ void ff__rows_check(const ff__rows *r, int64_t h, bool fold_check)
     FF_ASSERT(r->npend <= r->capring && (r->capring == 0 || r->head < r->capring));
     FF_ASSERT(r->nset <= r->capset);
     size_t n = ff__rows_n(r);
-    int64_t occ = 0;
+    int64_t occ = r->base;
     for (size_t i = 0; i < n; i++) {
         const ff__row *x = ff__rows_at(r, i);
         if (i > 0) { /* R3 */

@@ -8,6 +8,9 @@
  * ring. Whether a row is settled for an answer is decided by ts vs H, never by where
  * it lives. Every index below is an index into that logical sequence.
  *
+ * Base. Rows that were sealed into segments (engine/seal.c) have left the sequence; the
+ * fold then starts from `base`, the occupancy after the last sealed row (0 when none).
+ *
  * Pointers returned by ff__rows_at() are valid until the next change of the rows.
  */
 #ifndef FF_ENGINE_ROWS_H
@@ -30,7 +33,8 @@ typedef struct ff__rows {
     size_t nset, capset;
     ff__row *ring; /* pending part: power-of-two ring */
     uint32_t head, npend, capring;
-    bool clamp; /* fold with occ = max(0, occ + delta) */
+    int64_t base; /* occupancy before row 0 (after the sealed rows) */
+    bool clamp;   /* fold with occ = max(0, occ + delta) */
 } ff__rows;
 
 /* Number of rows. */
@@ -56,7 +60,7 @@ size_t ff__rows_upper(const ff__rows *r, const ff_row_key *k);
 size_t ff__rows_lower_ts(const ff__rows *r, int64_t ts);
 /* Whether a row with exactly key k exists. */
 bool ff__rows_has(const ff__rows *r, const ff_row_key *k);
-/* The occupancy before row i (after row i-1; 0 for i == 0). */
+/* The occupancy before row i (after row i-1; base for i == 0). */
 int64_t ff__rows_occ_before(const ff__rows *r, size_t i);
 
 /* Inserts row (occ ignored) after the rows with an equal or smaller key and refolds
@@ -69,7 +73,12 @@ void ff__rows_take_dpu(ff__rows *r, uint32_t dpu, int64_t from, ff__row **out, s
 /* Moves at most budget rows with ts <= h from the front of the ring to the settled part.
  * Returns the number moved. */
 size_t ff__rows_settle(ff__rows *r, int64_t h, size_t budget);
-/* Frees the storage; the rows are empty afterwards (clamp is kept). */
+/* Removes the first k rows (all settled: k <= nset), making the occupancy after them the
+ * new base. Used once they are sealed. */
+void ff__rows_drop_front(ff__rows *r, size_t k);
+/* Sets the base and refolds every row from it (a late event amended sealed history). */
+void ff__rows_rebase(ff__rows *r, int64_t base);
+/* Frees the storage; the rows are empty afterwards (clamp and base are kept). */
 void ff__rows_free(ff__rows *r);
 /* Checks the invariants of rows.c (numbered there); panics on a broken one. h is the
  * current horizon; fold false skips the fold check (orphan lists). */

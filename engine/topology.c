@@ -229,7 +229,8 @@ static int check_space_put(const ff_engine *e, const ff_space_def *d)
     if (strcmp(s->def.name, d->name) == 0 && s->def.has_capacity == d->has_capacity &&
         s->def.capacity == d->capacity && s->def.clamp_at_zero == d->clamp_at_zero)
         return 1;
-    if (s->def.clamp_at_zero != d->clamp_at_zero && ff__rows_n(&s->rows) > 0) return FF_ECONFLICT;
+    if (s->def.clamp_at_zero != d->clamp_at_zero && (ff__rows_n(&s->rows) > 0 || s->nsx > 0))
+        return FF_ECONFLICT;
     return 0;
 }
 
@@ -474,6 +475,30 @@ int ff__topo_replay(ff_engine *e, const void *payload, uint32_t len)
     return 0;
 }
 
+int ff__topo_dump(const ff_engine *e, ff__topo_op_cb cb, void *ctx)
+{
+    unsigned char buf[TOPO_MAX];
+    int rc = 0;
+    for (size_t i = 0; i < e->nspaces && !rc; i++)
+        if (e->spaces[i].live) {
+            topo_op op = {.op = OP_SPACE_PUT, .id = e->spaces[i].def.id, .space = e->spaces[i].def};
+            rc = cb(ctx, buf, encode(&op, buf));
+        }
+    for (size_t i = 0; i < e->ndoorways && !rc; i++)
+        if (e->doorways[i].live) {
+            topo_op op = {.op = OP_DOOR_PUT, .id = e->doorways[i].def.id, .door = e->doorways[i].def};
+            rc = cb(ctx, buf, encode(&op, buf));
+        }
+    for (size_t i = 0; i < e->ndpus && !rc; i++) {
+        const ff__dpu *d = &e->dpus[i];
+        for (uint32_t k = 0; k < d->nv && !rc; k++) {
+            topo_op op = {.op = OP_ASSIGN, .id = d->id, .a = ff__dpu_versions(d)[k]};
+            rc = cb(ctx, buf, encode(&op, buf));
+        }
+    }
+    return rc;
+}
+
 /* ---- the public topology calls ---- */
 
 int ff_engine_space_put(ff_engine *e, const ff_space_def *def, bool *created)
@@ -632,7 +657,10 @@ size_t ff_engine_dpu_count(const ff_engine *e)
 
 void ff__topo_free(ff_engine *e)
 {
-    for (size_t i = 0; i < e->nspaces; i++) ff__rows_free(&e->spaces[i].rows);
+    for (size_t i = 0; i < e->nspaces; i++) {
+        ff__rows_free(&e->spaces[i].rows);
+        free(e->spaces[i].sx);
+    }
     for (size_t i = 0; i < e->ndpus; i++) {
         free(e->dpus[i].blk);
         if (e->dpus[i].orphans) ff__rows_free(e->dpus[i].orphans);

@@ -1,0 +1,483 @@
+/*
+ * seal.c -- sealing settled rows into segment files (storage/segment.h), the per-space
+ * index of sealed rows, and the reads that span segments and memory.
+ *
+ * What is sealed. A seal picks a time `to` and moves every row of every space with
+ * ts <= to out of memory into ONE new segment covering the window (previous
+ * sealed_upto, to]; then sealed_upto = to. Rows in memory therefore all have
+ * ts > sealed_upto, and a space's rows in canonical order are: its sealed rows, segment
+ * after segment (windows are disjoint and ascending), then its memory rows, whose fold
+ * starts from the occupancy after the last sealed row (ff__rows.base). Orphan rows
+ * (events counted in no space) are few and stay in memory.
+ *
+ * When. ff__seal_tick(), from ff_engine_tick(), off the ingest path: once seal_rows rows
+ * have settled since the last seal, or seal_age_us of wall-clock time has passed with
+ * some settled. The seal's work is proportional to the rows it seals (one pass to copy
+ * them, one segment write, one fsync); the thresholds bound it.
+ * This step seals only up to to = H - max_lateness - 1: every event admitted afterwards
+ * with ts <= to is refused as too_old, so sealed history never needs amending.
+ *
+ * Index. Each space keeps, per segment holding rows of it, an ff__sealed entry: time
+ * range, rows, occupancy before and after. count-at-T is a binary search in memory,
+ * else a binary search of the entries, and then either an entry's last occupancy or
+ * ff_seg_count_at() on that one segment: O(log n) and at most one block decode.
+ *
+ * Durability. A seal is committed by the checkpoint (engine/checkpoint.c, which gives
+ * the protocol step by step): the log is synced, the segment written and made durable,
+ * the rows dropped from memory, then the checkpoint naming the segment renamed into
+ * place. Recovery opens only the segments the checkpoint names and removes any other
+ * segment file, so a crash at any step leaves either the old state (the log still holds
+ * the rows) or the new one.
+ *
+ * Invariants (ff__seal_check):
+ *   S1 segment windows are ascending and disjoint, and end at or before sealed_upto.
+ *   S2 a space's entries are ascending in time, each inside its segment's window, and
+ *      agree with the segment's footer (rows, first/last ts, last occupancy).
+ *   S3 occupancy chains: the first entry starts from 0, each entry from the previous
+ *      one's last occupancy, the memory rows from the last one's (rows.base).
+ *   S4 every memory row of a space has ts > sealed_upto; sealed_rows is the sum.
+ */
+#include "engine/engine_int.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- open, close ---- */
+
+static int mkdir_p(const char *path)
+{
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) return -errno;
+    return 0;
+}
+
+int ff__seal_test_stop = FF__STOP_NONE;
+
+/* Whether a test asked to stop (crash) at this step. */
+static bool stop_at(int step)
+{
+    if (ff__seal_test_stop != step) return false;
+    ff__seal_test_stop = FF__STOP_HIT;
+    return true;
+}
+
+static bool is_live_name(const ff_engine *e, const char *name)
+{
+    for (size_t i = 0; i < e->nsegs; i++) {
+        char n[FF_SEG_NAME_MAX];
+        ff_seg_name(n, e->segs[i].start, e->segs[i].end, e->segs[i].version);
+        if (strcmp(n, name) == 0) return true;
+    }
+    return false;
+}
+
+/* Removes every segment file (and temp leftover) that is not a live segment. */
+static int remove_unnamed(const ff_engine *e)
+{
+    DIR *d = opendir(e->seg_dir);
+    if (!d) return -errno;
+    int rc = 0;
+    bool removed = false;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (strncmp(de->d_name, "seg-", 4) != 0 || is_live_name(e, de->d_name)) continue;
+        if (unlinkat(dirfd(d), de->d_name, 0) != 0) rc = -errno;
+        removed = true;
+    }
+    if (!rc && removed && fsync(dirfd(d)) != 0) rc = -errno;
+    closedir(d);
+    return rc;
+}
+
+int ff__seal_open(ff_engine *e, char *err, size_t errlen)
+{
+    e->sealed_upto = FF_TS_MIN;
+    if (!e->o.data_dir) return 0;
+    size_t n = strlen(e->o.data_dir) + sizeof("/segments");
+    e->seg_dir = ff_xmalloc(n);
+    snprintf(e->seg_dir, n, "%s/segments", e->o.data_dir);
+    int rc = mkdir_p(e->o.data_dir);
+    if (!rc) rc = mkdir_p(e->seg_dir);
+    if (rc) {
+        snprintf(err, errlen, "%s: %s", e->seg_dir, strerror(-rc));
+        return rc;
+    }
+    rc = ff__ckpt_load(e, err, errlen);
+    if (!rc) rc = remove_unnamed(e);
+    return rc;
+}
+
+void ff__seal_close(ff_engine *e)
+{
+    for (size_t i = 0; i < e->nsegs; i++) ff_seg_close(e->segs[i].seg);
+    free(e->segs);
+    free(e->seg_dir);
+    e->segs = NULL;
+    e->nsegs = e->capsegs = 0;
+    e->seg_dir = NULL;
+}
+
+/* ---- sealing ---- */
+
+static int cmp_u64(const void *a, const void *b)
+{
+    return ff__cmp_u64(a, b);
+}
+
+/* Live space slots in ascending id order (free() the result). */
+static uint32_t *slots_by_id(const ff_engine *e, size_t *n)
+{
+    uint64_t *ids = ff_xmalloc((e->nspaces + 1) * sizeof(*ids));
+    size_t k = 0;
+    for (size_t i = 0; i < e->nspaces; i++)
+        if (e->spaces[i].live) ids[k++] = (uint64_t)e->spaces[i].def.id << 32 | i;
+    qsort(ids, k, sizeof(*ids), cmp_u64);
+    uint32_t *slots = ff_xmalloc((k + 1) * sizeof(*slots));
+    for (size_t i = 0; i < k; i++) slots[i] = (uint32_t)ids[i];
+    free(ids);
+    *n = k;
+    return slots;
+}
+
+/* Rows of the settled part with ts <= to (they are a prefix). */
+static size_t sealable(const ff__rows *r, int64_t to)
+{
+    size_t lo = 0, hi = r->nset;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (r->set[mid].ts <= to)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static ff_seg_row seg_row_of(const ff__row *x)
+{
+    return (ff_seg_row){.ts = x->ts,
+                        .dpu_id = x->dpu,
+                        .seq = x->seq,
+                        .direction = x->dir,
+                        .delta = x->delta,
+                        .occupancy = x->occ};
+}
+
+/* Writes the first k[i] settled rows of each space slots[i] into segment `name`. */
+static int write_segment(ff_engine *e, const char *name, const uint32_t *slots,
+                         const size_t *k, size_t n)
+{
+    ff_seg_writer *w;
+    int rc = ff_seg_writer_open(&w, e->seg_dir, name, NULL);
+    if (rc < 0) return rc;
+    ff_seg_row *buf = NULL;
+    size_t cap = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const ff__space *s = &e->spaces[slots[i]];
+        if (!k[i]) continue;
+        buf = ff_xgrow(buf, &cap, k[i], sizeof(*buf));
+        for (size_t j = 0; j < k[i]; j++) buf[j] = seg_row_of(&s->rows.set[j]);
+        rc = ff_seg_writer_add_space(w, s->def.id, s->rows.base, buf, k[i]);
+    }
+    free(buf);
+    if (rc < 0) {
+        ff_seg_writer_abort(w);
+        return rc;
+    }
+    return ff_seg_writer_finish(w, NULL, NULL);
+}
+
+/* Opens segment (start, end, version) and appends it to the live list; returns its
+ * index or < 0 with a message naming the file in err. */
+static int add_segref(ff_engine *e, int64_t start, int64_t end, uint32_t version, char *err,
+                      size_t errlen)
+{
+    char name[FF_SEG_NAME_MAX], path[4096];
+    ff_seg_name(name, start, end, version);
+    snprintf(path, sizeof(path), "%s/%s", e->seg_dir, name);
+    ff_seg *seg;
+    int rc = ff_seg_open(path, &seg, err, errlen);
+    if (rc < 0) return rc;
+    e->segs = ff_xgrow(e->segs, &e->capsegs, e->nsegs + 1, sizeof(*e->segs));
+    e->segs[e->nsegs] = (ff__segref){.seg = seg, .start = start, .end = end, .version = version};
+    return (int)e->nsegs++;
+}
+
+/* Moves the first k rows of s (sealed into segment seg) into the space's index. */
+static void index_rows(ff__space *s, uint32_t seg, size_t k)
+{
+    const ff__row *a = &s->rows.set[0], *z = &s->rows.set[k - 1];
+    s->sx = ff_xgrow(s->sx, &s->capsx, s->nsx + 1, sizeof(*s->sx));
+    s->sx[s->nsx++] = (ff__sealed){.seg = seg,
+                                   .rows = k,
+                                   .first_ts = a->ts,
+                                   .last_ts = z->ts,
+                                   .occ_before = s->rows.base,
+                                   .last_occ = z->occ};
+    s->sealed_rows += k;
+    ff__rows_drop_front(&s->rows, k);
+}
+
+int ff__seal_attach(ff_engine *e, int64_t start, int64_t end, uint32_t version, char *err,
+                    size_t errlen)
+{
+    if (start > end || (e->nsegs && e->segs[e->nsegs - 1].end >= start) ||
+        end > e->sealed_upto) {
+        snprintf(err, errlen, "%s: segment list out of order", e->seg_dir);
+        return FF_ECORRUPT;
+    }
+    int ix = add_segref(e, start, end, version, err, errlen);
+    if (ix < 0) return ix;
+    e->segs[ix].in_ck = true;
+    const ff_seg *seg = e->segs[ix].seg;
+    ff_seg_info info;
+    ff_seg_get_info(seg, &info);
+    for (uint32_t i = 0; i < info.spaces; i++) {
+        ff_seg_space si;
+        ff_seg_space_at(seg, i, &si);
+        ff__space *s = ff__space_find(e, si.space_id);
+        int64_t prev = s && s->nsx ? s->sx[s->nsx - 1].last_occ : 0;
+        if (!s || si.occ_before != prev || si.first_ts < start || si.last_ts > end) {
+            snprintf(err, errlen, "%s: space %u does not continue the checkpoint's history",
+                     ff_seg_path(seg), si.space_id);
+            return FF_ECORRUPT;
+        }
+        s->sx = ff_xgrow(s->sx, &s->capsx, s->nsx + 1, sizeof(*s->sx));
+        s->sx[s->nsx++] = (ff__sealed){.seg = (uint32_t)ix,
+                                       .rows = si.rows,
+                                       .first_ts = si.first_ts,
+                                       .last_ts = si.last_ts,
+                                       .occ_before = si.occ_before,
+                                       .last_occ = si.last_occ};
+        s->sealed_rows += si.rows;
+        s->rows.base = si.last_occ;
+    }
+    return 0;
+}
+
+/* Steps 4 and 5 of the protocol (engine/checkpoint.c): the checkpoint names exactly
+ * the live segments, then files of older versions are removed. */
+static int commit(ff_engine *e, uint64_t lsn)
+{
+    int rc = ff__ckpt_write(e, lsn);
+    if (rc < 0) return rc;
+    for (size_t i = 0; i < e->nsegs; i++) e->segs[i].in_ck = true;
+    if (stop_at(FF__STOP_CKPT)) return -EINTR;
+    return remove_unnamed(e);
+}
+
+/* Seals every row with ts <= to. Returns the rows sealed, or a negative error (then
+ * nothing changed in memory). */
+static int64_t seal_upto(ff_engine *e, int64_t to)
+{
+    size_t n;
+    uint32_t *slots = slots_by_id(e, &n);
+    size_t *k = ff_xmalloc((n + 1) * sizeof(*k));
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        ff__rows *r = &e->spaces[slots[i]].rows;
+        ff__rows_settle(r, to, SIZE_MAX);
+        total += k[i] = sealable(r, to);
+    }
+    int64_t rc = total ? ff_log_sync(e->log) : 0; /* step 1: L is durable */
+    uint64_t lsn = ff_log_written(e->log);
+    if (total && rc == 0) {
+        int64_t start = e->sealed_upto == FF_TS_MIN ? FF_TS_MIN : e->sealed_upto + 1;
+        char name[FF_SEG_NAME_MAX], err[FF_SEG_ERRLEN];
+        ff_seg_name(name, start, to, 1);
+        rc = write_segment(e, name, slots, k, n); /* step 2 */
+        if (rc == 0) rc = add_segref(e, start, to, 1, err, sizeof(err));
+        if (rc >= 0) {
+            for (size_t i = 0; i < n; i++) /* step 3 */
+                if (k[i]) index_rows(&e->spaces[slots[i]], (uint32_t)rc, k[i]);
+            e->sealed_upto = to;
+            e->segments_sealed++;
+            rc = stop_at(FF__STOP_SEGMENT) ? -EINTR : commit(e, lsn); /* steps 4, 5 */
+            if (rc != -EINTR) rc = (int64_t)total; /* a failed commit: the next seal's */
+        }
+    }
+    free(k);
+    free(slots);
+    return rc;
+}
+
+void ff__seal_tick(ff_engine *e, int64_t now)
+{
+    if (!e->seg_dir || e->h == FF_TS_MIN || !e->settled_since_seal) return;
+    uint64_t rows = e->o.seal_rows ? e->o.seal_rows : FF_SEAL_ROWS;
+    int64_t age = e->o.seal_age_us > 0 ? e->o.seal_age_us : FF_SEAL_AGE;
+    if (e->settled_since_seal < rows && now - e->last_seal < age) return;
+    int64_t to;
+    if (__builtin_sub_overflow(e->h, e->o.max_lateness_us, &to) || to <= 0) return;
+    to--; /* rows at exactly H - max_lateness may still be joined by late events */
+    int64_t rc = to > e->sealed_upto ? seal_upto(e, to) : 0;
+    if (rc == -EINTR) return; /* a test's crash point: the engine is closed next */
+    if (rc < 0) return;       /* retried next time */
+    e->settled_since_seal = 0;
+    e->last_seal = now;
+}
+
+/* ---- reading across segments and memory ---- */
+
+/* The index of the last entry of s with first_ts <= t, or -1. */
+static ptrdiff_t entry_at(const ff__space *s, int64_t t)
+{
+    size_t lo = 0, hi = s->nsx;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->sx[mid].first_ts <= t)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return (ptrdiff_t)lo - 1;
+}
+
+int ff__space_occ_at(const ff_engine *e, const ff__space *s, int64_t t, int64_t *occ)
+{
+    const ff__rows *r = &s->rows;
+    size_t i = t == FF_TS_MAX ? ff__rows_n(r) : ff__rows_lower_ts(r, t + 1);
+    if (i > 0 || s->nsx == 0) {
+        *occ = ff__rows_occ_before(r, i);
+        if (i == 0 && s->nsx == 0) *occ = 0;
+        return 0;
+    }
+    ptrdiff_t j = entry_at(s, t);
+    if (j < 0) {
+        *occ = 0;
+        return 0;
+    }
+    const ff__sealed *x = &s->sx[j];
+    if (t >= x->last_ts) {
+        *occ = x->last_occ;
+        return 0;
+    }
+    bool found;
+    return ff_seg_count_at(e->segs[x->seg].seg, s->def.id, t, occ, &found);
+}
+
+typedef struct scan_ctx {
+    ff__row_cb cb;
+    void *ctx;
+} scan_ctx;
+
+static int seg_row_cb(void *ctx, const ff_seg_row *r)
+{
+    scan_ctx *sc = ctx;
+    int64_t o = r->occupancy;
+    ff__row x = {.ts = r->ts,
+                 .dpu = r->dpu_id,
+                 .seq = r->seq,
+                 .dir = r->direction,
+                 .delta = r->delta,
+                 .occ = (int32_t)(o > INT32_MAX ? INT32_MAX : o < INT32_MIN ? INT32_MIN : o)};
+    return sc->cb(sc->ctx, &x);
+}
+
+static int scan_sealed(const ff_engine *e, const ff__space *s, int64_t start, int64_t end,
+                       const ff_row_key *after, scan_ctx *sc)
+{
+    ff_seg_key ak, *ap = NULL;
+    if (after) {
+        ak = (ff_seg_key){.ts = after->ts,
+                          .dpu_id = after->dpu_id,
+                          .seq = after->seq,
+                          .direction = after->direction};
+        ap = &ak;
+    }
+    ptrdiff_t j = entry_at(s, start);
+    for (size_t i = j < 0 ? 0 : (size_t)j; i < s->nsx && s->sx[i].first_ts < end; i++) {
+        const ff__sealed *x = &s->sx[i];
+        if (x->last_ts < start || (after && x->last_ts < after->ts)) continue;
+        int rc = ff_seg_rows(e->segs[x->seg].seg, s->def.id, start, end, ap, seg_row_cb, sc);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+int ff__space_scan(const ff_engine *e, const ff__space *s, int64_t start, int64_t end,
+                   const ff_row_key *after, ff__row_cb cb, void *ctx)
+{
+    scan_ctx sc = {.cb = cb, .ctx = ctx};
+    if (s->nsx && start <= e->sealed_upto) {
+        int rc = scan_sealed(e, s, start, end, after, &sc);
+        if (rc) return rc;
+    }
+    const ff__rows *r = &s->rows;
+    size_t i = ff__rows_lower_ts(r, start), n = ff__rows_n(r);
+    if (after) {
+        size_t j = ff__rows_upper(r, after);
+        if (j > i) i = j;
+    }
+    for (; i < n; i++) {
+        const ff__row *x = ff__rows_at(r, i);
+        if (x->ts >= end) break;
+        int rc = cb(ctx, x);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+bool ff__space_sealed_has(const ff_engine *e, const ff__space *s, const ff_row_key *k)
+{
+    ptrdiff_t j = entry_at(s, k->ts);
+    if (j < 0 || k->ts > s->sx[j].last_ts) return false;
+    ff_seg_key sk = {.ts = k->ts, .dpu_id = k->dpu_id, .seq = k->seq, .direction = k->direction};
+    return ff_seg_find(e->segs[s->sx[j].seg].seg, s->def.id, &sk, NULL) == 1;
+}
+
+void ff__space_totals(const ff__space *s, uint64_t *rows, int64_t *latest_ts, int64_t *occ)
+{
+    size_t n = ff__rows_n(&s->rows);
+    *rows = s->sealed_rows + n;
+    if (n) {
+        const ff__row *last = ff__rows_at(&s->rows, n - 1);
+        *latest_ts = last->ts;
+        *occ = last->occ;
+    } else if (s->nsx) {
+        *latest_ts = s->sx[s->nsx - 1].last_ts;
+        *occ = s->sx[s->nsx - 1].last_occ;
+    } else {
+        *latest_ts = FF_TS_MIN;
+        *occ = 0;
+    }
+}
+
+/* ---- invariants ---- */
+
+static void check_space(const ff_engine *e, const ff__space *s)
+{
+    uint64_t rows = 0;
+    int64_t occ = 0;
+    for (size_t j = 0; j < s->nsx; j++) {
+        const ff__sealed *x = &s->sx[j];
+        FF_ASSERT(x->seg < e->nsegs);
+        const ff__segref *g = &e->segs[x->seg];
+        FF_ASSERT(x->first_ts <= x->last_ts); /* S2 */
+        FF_ASSERT(x->first_ts >= g->start && x->last_ts <= g->end);
+        FF_ASSERT(j == 0 || s->sx[j - 1].last_ts < x->first_ts);
+        ff_seg_space si;
+        FF_ASSERT(ff_seg_space_info(g->seg, s->def.id, &si) == 0);
+        FF_ASSERT(si.rows == x->rows && si.first_ts == x->first_ts && si.last_ts == x->last_ts);
+        FF_ASSERT(si.last_occ == x->last_occ && si.occ_before == x->occ_before);
+        FF_ASSERT(x->occ_before == occ); /* S3 */
+        occ = x->last_occ;
+        rows += x->rows;
+    }
+    FF_ASSERT(s->rows.base == occ);
+    FF_ASSERT(rows == s->sealed_rows); /* S4 */
+    if (ff__rows_n(&s->rows)) FF_ASSERT(ff__rows_at(&s->rows, 0)->ts > e->sealed_upto);
+}
+
+void ff__seal_check(const ff_engine *e)
+{
+    for (size_t i = 0; i < e->nsegs; i++) { /* S1 */
+        const ff__segref *g = &e->segs[i];
+        FF_ASSERT(g->start <= g->end && g->end <= e->sealed_upto);
+        FF_ASSERT(i == 0 || e->segs[i - 1].end < g->start);
+    }
+    for (size_t i = 0; i < e->nspaces; i++)
+        if (e->spaces[i].live) check_space(e, &e->spaces[i]);
+}

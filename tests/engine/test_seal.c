@@ -1,0 +1,452 @@
+/*
+ * test_seal.c -- sealing settled rows into segments (engine/seal.c): with tiny seal
+ * thresholds and a temp data directory, the answers (revision and status included) are
+ * byte-identical to those of the pure in-memory engine fed the same arrivals, memory
+ * holds fewer rows once sealed, and a reopen -- clean, or after a crash at any step of
+ * a seal -- gives the same answers again.
+ */
+#include "engine_testutil.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+enum { NSPACES = 4, NDPUS = 6, NEVENTS = 1500, NTIMES = 64 };
+#define SETTLE   FF_MINUTE
+#define LATENESS (20 * FF_MINUTE)
+#define SPAN     (4 * FF_HOUR)
+
+static uint64_t rng_state;
+static uint32_t rnd(uint32_t n)
+{
+    rng_state ^= rng_state << 13, rng_state ^= rng_state >> 7, rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 11) % n;
+}
+
+/* One arrival: a batch of events delivered at clock `now`, then maybe a tick. */
+typedef struct arrival {
+    ff_event ev;
+    int64_t now;
+    bool tick;
+} arrival;
+
+typedef struct script {
+    arrival a[NEVENTS];
+    int64_t times[NTIMES];
+} script;
+
+static int cmp_arrival(const void *x, const void *y)
+{
+    const arrival *a = x, *b = y;
+    return (a->now > b->now) - (a->now < b->now);
+}
+
+/* Events over SPAN, delivered with a random delay: mostly seconds (pending), some
+ * minutes (late), a few more than LATENESS (too_old); 10% are exact repeats. */
+static void make_script(script *s, uint64_t seed)
+{
+    rng_state = seed * 2654435761u + 7;
+    for (int i = 0; i < NEVENTS; i++) {
+        arrival *a = &s->a[i];
+        if (i > 10 && rnd(10) == 0) {
+            a->ev = s->a[rnd((uint32_t)i)].ev;
+        } else {
+            int64_t ts = T0 + (int64_t)rnd((uint32_t)(SPAN / FF_SECOND)) * FF_SECOND;
+            a->ev = ev_make(100 + rnd(NDPUS), ts, rnd(2) ? 1 : -1, (uint16_t)rnd(3));
+        }
+        uint32_t r = rnd(100);
+        int64_t delay = r < 80 ? rnd(30) * FF_SECOND
+                        : r < 97 ? rnd(15) * FF_MINUTE
+                                 : (int64_t)(21 + rnd(30)) * FF_MINUTE;
+        a->now = a->ev.ts + delay;
+        a->tick = rnd(4) == 0;
+    }
+    qsort(s->a, NEVENTS, sizeof(s->a[0]), cmp_arrival);
+    for (int i = 0; i < NTIMES; i++)
+        s->times[i] = T0 - FF_MINUTE + (int64_t)rnd((uint32_t)((SPAN + 2 * FF_HOUR) / FF_SECOND)) *
+                                           FF_SECOND;
+}
+
+static ff_engine_opts seal_opts(fake_clock *clk, const char *dir)
+{
+    ff_engine_opts o = test_opts(clk);
+    o.settle_us = SETTLE;
+    o.max_lateness_us = LATENESS;
+    o.data_dir = dir;
+    o.seal_rows = 40;
+    o.seal_age_us = 10 * FF_MINUTE;
+    o.log_file_bytes = 64 * 1024;
+    return o;
+}
+
+static void topology(ff_engine *e)
+{
+    for (uint32_t s = 1; s <= NSPACES; s++) {
+        char name[16];
+        snprintf(name, sizeof(name), "S%u", s);
+        put_space(e, s, name, s % 2 == 1);
+    }
+    /* DPU 100..105: one into S1, one between S2 and S1, one out of S3, one moved from
+     * S4 to S2 mid-span, one counted nowhere at first (orphans), one into S4 */
+    cr_assert_eq(assign_at(e, 100, 0, 1, 0, FF_TS_MIN), 0);
+    cr_assert_eq(assign_at(e, 101, 0, 1, 2, FF_TS_MIN), 0);
+    cr_assert_eq(assign_at(e, 102, 0, 0, 3, FF_TS_MIN), 0);
+    cr_assert_eq(assign_at(e, 103, 0, 4, 0, FF_TS_MIN), 0);
+    cr_assert_eq(assign_at(e, 103, 0, 2, 0, T0 + 2 * FF_HOUR), 0);
+    cr_assert_eq(assign_at(e, 104, 0, 0, 0, FF_TS_MIN), 0);
+    cr_assert_eq(assign_at(e, 104, 0, 3, 0, T0 + FF_HOUR), 0);
+    cr_assert_eq(assign_at(e, 105, 0, 4, 0, FF_TS_MIN), 0);
+}
+
+/* Plays arrivals [from, to) of the script; outcomes appended to out (may be NULL). */
+static void play(ff_engine *e, fake_clock *clk, const script *s, int from, int to, uint8_t *out)
+{
+    for (int i = from; i < to; i++) {
+        if (s->a[i].now > clk->now) clk->now = s->a[i].now;
+        uint8_t o;
+        cr_assert_eq(ff_engine_ingest(e, &s->a[i].ev, 1, &o, NULL), 0);
+        if (out) out[i] = o;
+        if (s->a[i].tick) ff_engine_tick(e);
+    }
+}
+
+static int ans_event_cb(void *ctx, const ff_event *ev)
+{
+    ans_put(ctx, ev, sizeof(*ev));
+    return 0;
+}
+
+static answers answers_all(ff_engine *e, const script *s)
+{
+    static const uint32_t ids[NSPACES] = {1, 2, 3, 4};
+    answers a = {.with_revision = true, .with_status = true};
+    ff_engine_check(e);
+    answers_of(e, &a, ids, NSPACES, s->times, NTIMES, T0 - 7 * FF_MINUTE, T0 + SPAN + FF_HOUR,
+               7 * FF_MINUTE);
+    for (uint32_t d = 100; d < 100 + NDPUS; d++)
+        cr_assert_eq(ff_engine_dpu_events(e, d, FF_TS_MIN, FF_TS_MAX, ans_event_cb, &a), 0);
+    return a;
+}
+
+static void assert_same(const answers *x, const answers *y, const char *what)
+{
+    cr_assert_eq(x->n, y->n, "%s: %zu vs %zu answer bytes", what, x->n, y->n);
+    cr_assert(memcmp(x->b, y->b, x->n) == 0, "%s: answers differ", what);
+}
+
+/* The in-memory engine's answers after the whole script. */
+static answers reference(const script *s, uint8_t *outcomes)
+{
+    fake_clock clk = {.now = T0};
+    ff_engine_opts o = seal_opts(&clk, NULL);
+    ff_engine *e = open_engine(&o);
+    topology(e);
+    play(e, &clk, s, 0, NEVENTS, outcomes);
+    clk.now += FF_HOUR; /* idle: H reaches the last event, everything settles */
+    ff_engine_tick(e);
+    ff_engine_tick(e);
+    answers a = answers_all(e, s);
+    ff_engine_close(e);
+    return a;
+}
+
+/* The sealing engine over dir after the whole script, still open. */
+static ff_engine *sealing_run(const script *s, const char *dir, fake_clock *clk, uint8_t *out)
+{
+    clk->now = T0;
+    ff_engine_opts o = seal_opts(clk, dir);
+    ff_engine *e = open_engine(&o);
+    topology(e);
+    play(e, clk, s, 0, NEVENTS, out);
+    clk->now += FF_HOUR;
+    ff_engine_tick(e);
+    ff_engine_tick(e);
+    return e;
+}
+
+Test(seal, answers_equal_the_in_memory_engine_and_survive_reopen)
+{
+    for (uint64_t seed = 1; seed <= 6; seed++) {
+        static script s;
+        make_script(&s, seed);
+        uint8_t o_mem[NEVENTS], o_seal[NEVENTS];
+        answers want = reference(&s, o_mem);
+        char dir[64];
+        make_tmpdir(dir, sizeof(dir));
+        fake_clock clk;
+        ff_engine *e = sealing_run(&s, dir, &clk, o_seal);
+        cr_assert(memcmp(o_mem, o_seal, sizeof(o_mem)) == 0, "seed %llu: outcomes differ",
+                  (unsigned long long)seed);
+        ff_engine_stats st;
+        ff_engine_stats_get(e, &st);
+        cr_assert_gt(st.segments, 1, "seed %llu: only %u segments", (unsigned long long)seed,
+                     st.segments);
+        cr_assert_gt(st.sealed_rows, 0);
+        answers got = answers_all(e, &s);
+        assert_same(&want, &got, "sealed");
+        ff_engine_sync(e);
+        ff_engine_close(e);
+
+        ff_engine_opts oo = seal_opts(&clk, dir);
+        e = open_engine(&oo);
+        answers again = answers_all(e, &s);
+        assert_same(&want, &again, "reopened");
+        ff_engine_close(e);
+        free(want.b), free(got.b), free(again.b);
+        rm_tree(dir);
+    }
+}
+
+Test(seal, resident_rows_drop_after_sealing)
+{
+    static script s;
+    make_script(&s, 42);
+    char dir[64];
+    make_tmpdir(dir, sizeof(dir));
+    fake_clock clk;
+    ff_engine *e = sealing_run(&s, dir, &clk, NULL);
+    ff_engine_stats st;
+    ff_engine_stats_get(e, &st);
+    uint64_t total = 0;
+    for (uint32_t id = 1; id <= NSPACES; id++) {
+        ff_space_info info;
+        cr_assert_eq(ff_engine_space_get(e, id, &info), 0);
+        total += info.rows;
+    }
+    cr_assert_eq(st.settled_rows + st.pending_rows + st.sealed_rows, total);
+    cr_assert_lt(st.settled_rows + st.pending_rows, total / 2,
+                 "resident %llu of %llu rows", (unsigned long long)(st.settled_rows + st.pending_rows),
+                 (unsigned long long)total);
+    cr_assert_gt(st.segments_sealed, 1);
+    ff_engine_close(e);
+    rm_tree(dir);
+}
+
+Test(seal, without_a_data_dir_nothing_is_sealed)
+{
+    static script s;
+    make_script(&s, 5);
+    fake_clock clk = {.now = T0};
+    ff_engine_opts o = seal_opts(&clk, NULL);
+    ff_engine *e = open_engine(&o);
+    topology(e);
+    play(e, &clk, &s, 0, NEVENTS, NULL);
+    clk.now += FF_HOUR;
+    ff_engine_tick(e);
+    ff_engine_stats st;
+    ff_engine_stats_get(e, &st);
+    cr_assert_eq(st.segments, 0);
+    cr_assert_eq(st.sealed_rows, 0);
+    ff_engine_close(e);
+}
+
+/* ---- crash points ---- */
+
+#include "engine/engine_int.h" /* ff__seal_test_stop: the crash points of a seal */
+
+#include <dirent.h>
+
+static size_t segment_files(const char *dir)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/segments", dir);
+    DIR *d = opendir(path);
+    cr_assert_not_null(d);
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) n += strncmp(de->d_name, "seg-", 4) == 0;
+    closedir(d);
+    return n;
+}
+
+/* The in-memory engine's answers after arrivals [0, n). */
+static answers reference_prefix(const script *s, int n, int64_t now)
+{
+    fake_clock clk = {.now = T0};
+    ff_engine_opts o = seal_opts(&clk, NULL);
+    ff_engine *e = open_engine(&o);
+    topology(e);
+    play(e, &clk, s, 0, n, NULL);
+    cr_assert_eq(clk.now, now);
+    answers a = answers_all(e, s);
+    ff_engine_close(e);
+    return a;
+}
+
+static ff_engine *reopen(const char *dir, fake_clock *clk, ff_engine_recovery *rep)
+{
+    ff_engine_opts o = seal_opts(clk, dir);
+    ff_engine *e = NULL;
+    int rc = ff_engine_open(&e, &o, rep);
+    cr_assert_eq(rc, 0, "reopen: %s (%s)", ff_strerror(rc), rep->error);
+    return e;
+}
+
+/* Plays the script until the armed crash point is hit (it is armed after a random
+ * number of arrivals, so the crash hits a later seal too); returns the arrivals played. */
+static int play_until_crash(ff_engine *e, fake_clock *clk, const script *s, int stop, int arm)
+{
+    for (int i = 0; i < NEVENTS; i++) {
+        if (i == arm) ff__seal_test_stop = stop;
+        play(e, clk, s, i, i + 1, NULL);
+        if (ff__seal_test_stop == FF__STOP_HIT) {
+            ff__seal_test_stop = FF__STOP_NONE;
+            return i + 1;
+        }
+    }
+    ff__seal_test_stop = FF__STOP_NONE;
+    return NEVENTS;
+}
+
+Test(seal, a_crash_at_any_step_of_a_seal_loses_nothing)
+{
+    int stops[] = {FF__STOP_SEGMENT, FF__STOP_CKPT_TMP, FF__STOP_CKPT};
+    for (size_t k = 0; k < FF_ARRAY_LEN(stops); k++)
+        for (uint64_t seed = 1; seed <= 4; seed++) {
+            static script s;
+            make_script(&s, seed + 10 * k);
+            char dir[64];
+            make_tmpdir(dir, sizeof(dir));
+            fake_clock clk = {.now = T0};
+            ff_engine_opts o = seal_opts(&clk, dir);
+            ff_engine *e = open_engine(&o);
+            topology(e);
+            int n = play_until_crash(e, &clk, &s, stops[k], (int)rnd(NEVENTS / 2));
+            cr_assert_lt(n, NEVENTS, "stop %d seed %llu: no seal reached the crash point",
+                         stops[k], (unsigned long long)seed);
+            ff_engine_close(e); /* the crash: what is on disk stays as it is */
+
+            answers want = reference_prefix(&s, n, clk.now);
+            ff_engine_recovery rep;
+            e = reopen(dir, &clk, &rep);
+            ff_engine_stats st;
+            ff_engine_stats_get(e, &st);
+            cr_assert_eq(segment_files(dir), st.segments, "unnamed segment files remain");
+            answers got = answers_all(e, &s);
+            assert_same(&want, &got, "after the crash");
+
+            play(e, &clk, &s, n, NEVENTS, NULL); /* and it keeps sealing */
+            answers before = answers_all(e, &s);
+            ff_engine_close(e);
+            e = reopen(dir, &clk, &rep);
+            answers after = answers_all(e, &s);
+            assert_same(&before, &after, "reopened after the rest");
+            ff_engine_close(e);
+            free(want.b), free(got.b), free(before.b), free(after.b);
+            rm_tree(dir);
+        }
+}
+
+/* A sealing run of the whole script, closed; returns its answers. */
+static answers sealed_and_closed(const script *s, const char *dir, fake_clock *clk)
+{
+    ff_engine *e = sealing_run(s, dir, clk, NULL);
+    answers a = answers_all(e, s);
+    ff_engine_stats st;
+    ff_engine_stats_get(e, &st);
+    cr_assert_gt(st.segments, 1);
+    ff_engine_close(e);
+    return a;
+}
+
+Test(seal, without_the_checkpoint_the_log_rebuilds_everything)
+{
+    static script s;
+    make_script(&s, 77);
+    char dir[64], path[128];
+    make_tmpdir(dir, sizeof(dir));
+    fake_clock clk;
+    answers want = sealed_and_closed(&s, dir, &clk);
+    snprintf(path, sizeof(path), "%s/checkpoint.ffc", dir);
+    cr_assert_eq(unlink(path), 0);
+    ff_engine_recovery rep;
+    ff_engine *e = reopen(dir, &clk, &rep);
+    cr_assert_eq(rep.segments, 0);
+    cr_assert_eq(segment_files(dir), 0);
+    answers got = answers_all(e, &s);
+    assert_same(&want, &got, "rebuilt from the log");
+    ff_engine_close(e);
+    free(want.b), free(got.b);
+    rm_tree(dir);
+}
+
+/* Flips one byte at offset off (from the end when negative) of the first file of dir
+ * whose name starts with prefix; returns its name. */
+static void garble(const char *dir, const char *prefix, long off, char *name, size_t n)
+{
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d);
+    struct dirent *de;
+    while ((de = readdir(d)) && strncmp(de->d_name, prefix, strlen(prefix)) != 0) continue;
+    cr_assert_not_null(de, "no %s* in %s", prefix, dir);
+    snprintf(name, n, "%s", de->d_name);
+    closedir(d);
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    int fd = open(path, O_RDWR);
+    cr_assert_geq(fd, 0);
+    off_t at = off >= 0 ? off : lseek(fd, off, SEEK_END);
+    unsigned char b;
+    cr_assert_eq(pread(fd, &b, 1, at), 1);
+    b ^= 0x5a;
+    cr_assert_eq(pwrite(fd, &b, 1, at), 1);
+    close(fd);
+}
+
+Test(seal, a_corrupt_segment_or_checkpoint_fails_the_open_by_name)
+{
+    static script s;
+    make_script(&s, 78);
+    char dir[64], segdir[96], name[256];
+    make_tmpdir(dir, sizeof(dir));
+    snprintf(segdir, sizeof(segdir), "%s/segments", dir);
+    fake_clock clk;
+    answers want = sealed_and_closed(&s, dir, &clk);
+    free(want.b);
+    ff_engine_opts o = seal_opts(&clk, dir);
+    ff_engine *e = NULL;
+    ff_engine_recovery rep;
+
+    garble(segdir, "seg-", -20, name, sizeof(name)); /* the trailer's checksum */
+    cr_assert_eq(ff_engine_open(&e, &o, &rep), FF_ECORRUPT);
+    cr_assert_not_null(strstr(rep.error, name), "error \"%s\" names %s", rep.error, name);
+    garble(segdir, name, -20, name, sizeof(name)); /* repaired */
+    e = reopen(dir, &clk, &rep);
+    ff_engine_close(e);
+
+    garble(dir, "checkpoint.ffc", 40, name, sizeof(name));
+    cr_assert_eq(ff_engine_open(&e, &o, &rep), FF_ECORRUPT);
+    cr_assert_not_null(strstr(rep.error, "checkpoint.ffc"), "error \"%s\"", rep.error);
+    rm_tree(dir);
+}
+
+static int count_row(void *ctx, const ff_occ_row *r)
+{
+    (void)r;
+    (*(size_t *)ctx)++;
+    return 0;
+}
+
+Test(seal, a_corrupt_block_is_an_error_never_rows)
+{
+    static script s;
+    make_script(&s, 79);
+    char dir[64], segdir[96], name[256];
+    make_tmpdir(dir, sizeof(dir));
+    snprintf(segdir, sizeof(segdir), "%s/segments", dir);
+    fake_clock clk;
+    answers want = sealed_and_closed(&s, dir, &clk);
+    free(want.b);
+    garble(segdir, "seg-", 40, name, sizeof(name)); /* inside the first block */
+    ff_engine_recovery rep;
+    ff_engine *e = reopen(dir, &clk, &rep); /* blocks are checked when read */
+    int bad = 0;
+    for (uint32_t id = 1; id <= NSPACES; id++) {
+        size_t n = 0;
+        int rc = ff_engine_rows(e, id, FF_TS_MIN, FF_TS_MAX, NULL, count_row, &n);
+        cr_assert(rc == 0 || rc == FF_ECORRUPT, "rows: %s", ff_strerror(rc));
+        bad += rc == FF_ECORRUPT;
+    }
+    cr_assert_eq(bad, 1);
+    ff_engine_close(e);
+    rm_tree(dir);
+}
