@@ -31,6 +31,8 @@
  * A crash before 4 leaves the previous checkpoint, which names neither the new segment
  * nor anything after its L: recovery removes the unnamed segment and replays the log,
  * which still holds every event. A failed step 4 is retried by the next seal.
+ * A batch of late events that rewrote sealed segments (engine/seal.c) is committed the
+ * same way right after its log record: log sync, then steps 4 and 5.
  *
  * RECOVERY (ff__ckpt_load, then the log replay in engine.c):
  *   - no checkpoint: every segment file is removed (none is committed); replay all.
@@ -45,7 +47,9 @@
  *     events are applied without bumping revisions (counted in the checkpoint already),
  *     attributed with the checkpoint's topology, which gives the same rows since a new
  *     DPU version re-attributes the pending rows after it anyway.
- *   - records with LSN > L are replayed as usual.
+ *   - records with LSN > L are replayed as usual; a late event among them whose ts is
+ *     <= sealed_upto is written into the named segment versions again, which never
+ *     held it (a rewrite that held it was not committed); the open then commits.
  *   - a log that ends before L lost records the checkpoint relies on: FF_ECORRUPT.
  *
  * Log release. The log could now drop every file whose records all have LSN <= L; the
@@ -290,6 +294,8 @@ static int load_body(ff_engine *e, ibuf *r, const char *path, char *err, size_t 
         uint32_t version = (uint32_t)get(&sr, 4);
         rc = ff__seal_attach(e, start, end, version, err, errlen);
     }
+    if (rc == 0 && (nseg ? e->segs[nseg - 1].end != e->sealed_upto : e->sealed_upto != FF_TS_MIN))
+        return fail(err, errlen, FF_ECORRUPT, path, "segments do not reach sealed_upto");
     return rc;
 }
 

@@ -12,6 +12,9 @@
  * space (or exit space) of the version in force at its ts, or an orphan row of its DPU;
  * the canonical key is binary-searched there (from the back, where new events land).
  * Each accepted event is counted at once, so a later copy in the same batch is found.
+ * An event with ts <= sealed_upto is searched in the one segment whose window holds its
+ * ts (ff_seg_find), and if late and accepted it rewrites sealed segments synchronously
+ * (engine/seal.c gives the cost): the only case where ingest makes system calls.
  *
  * Logging without copies. Before judging a batch the engine reserves room for all of
  * it in the log (ff_log_reserve), writes each accepted event (FF_EVF_LATE in .reserved)
@@ -106,7 +109,17 @@ void ff__apply_event(ff_engine *e, ff__dpu *d, const ff_event *ev)
         for (int k = 0; k < 2; k++) {
             if (sl[k] == FF__NOIX) continue;
             ff__space *s = &e->spaces[sl[k]];
-            insert_row(&s->rows, ev, k == 0 ? ev->direction : -ev->direction);
+            int delta = k == 0 ? ev->direction : -ev->direction;
+            if (ev->ts <= e->sealed_upto) { /* amends sealed history (engine/seal.c) */
+                ff__row row = {.ts = ev->ts,
+                               .dpu = ev->dpu_id,
+                               .seq = ev->seq,
+                               .dir = ev->direction,
+                               .delta = (int8_t)delta};
+                ff__seal_amend(e, s, &row);
+            } else {
+                insert_row(&s->rows, ev, delta);
+            }
             if (late) s->revision++;
         }
     }
@@ -230,6 +243,7 @@ int ff_engine_ingest(ff_engine *e, const ff_event *ev, size_t n, uint8_t *outcom
         ff__apply_event(e, d, &x);
     }
     if (e->log) ff_log_commit(e->log, (uint32_t)(k * sizeof(ff_event)));
+    if (e->amend_pending) ff__seal_commit(e); /* on failure, retried by the next tick */
     if (k) e->last_accept = now;
     r.accepted = (uint32_t)k;
     if (res) *res = r;
@@ -335,10 +349,8 @@ static int replay_events(ff_engine *e, const void *payload, uint32_t len, bool c
             (ev.reserved & ~FF_EVF_LATE))
             return FF_ECORRUPT;
         if (covered) ev.reserved = 0; /* its revision is in the checkpoint */
-        if (ev.ts <= e->sealed_upto && counts_in_a_space(d, ev.ts)) {
-            /* in the segments; a later one could only be too_old when it came */
-            if (!covered) return FF_ECORRUPT;
-            e->events_skipped++;
+        if (covered && ev.ts <= e->sealed_upto && counts_in_a_space(d, ev.ts)) {
+            e->events_skipped++; /* in the segments */
             continue;
         }
         ff__apply_event(e, d, &ev);
@@ -406,6 +418,10 @@ int ff_engine_open(ff_engine **out, const ff_engine_opts *opts, ff_engine_recove
         }
     }
     e->replaying = false;
+    if (rc == 0 && e->amend_pending) { /* late events replayed into sealed history */
+        rc = ff__seal_commit(e);
+        if (rc < 0) snprintf(err, sizeof(err), "%s: checkpoint: %s", e->o.data_dir, ff_strerror(rc));
+    }
     if (rc < 0) {
         if (rep) snprintf(rep->error, sizeof(rep->error), "%s", err);
         if (e->log) ff_log_close(e->log);

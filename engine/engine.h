@@ -295,6 +295,7 @@ typedef struct ff_engine_stats {
     size_t pending_row_bytes;         /* sizeof one pending row */
     uint64_t sealed_rows;             /* rows in segments, all spaces (not in memory) */
     uint32_t segments;                /* live segment files open */
+    uint64_t segments_rewritten;      /* corrected versions written for late events */
 } ff_engine_stats;
 
 void ff_engine_stats_get(const ff_engine *e, ff_engine_stats *out);

@@ -103,8 +103,9 @@ struct ff_engine {
     int64_t sealed_upto; /* every row with ts <= this is in a segment; FF_TS_MIN */
     uint64_t settled_since_seal; /* rows settled since the last seal */
     int64_t last_seal;   /* wall clock of the last seal (or of open) */
-    uint64_t segments_sealed;
+    uint64_t segments_sealed, segments_rewritten;
     uint64_t ck_lsn;     /* log position the checkpoint covers (engine/checkpoint.c) */
+    bool amend_pending;  /* segments were rewritten since the last checkpoint */
 };
 
 /* The versions of a DPU. */
@@ -183,6 +184,12 @@ void ff__seal_check(const ff_engine *e);
 int ff__seal_attach(ff_engine *e, int64_t start, int64_t end, uint32_t version, char *err,
                     size_t errlen);
 
+/* Counts late row `row` (ts <= sealed_upto) of space s: rewrites the segment holding
+ * its window, and every later one of s whose occupancies change (synchronously). */
+void ff__seal_amend(ff_engine *e, ff__space *s, const ff__row *row);
+/* Makes amendments durable: log sync, then a checkpoint. 0 when nothing is pending. */
+int ff__seal_commit(ff_engine *e);
+
 /* ---- checkpoint.c ---- */
 
 /* Writes the checkpoint covering log position lsn (atomically; see checkpoint.c). */
@@ -193,7 +200,14 @@ int ff__ckpt_load(ff_engine *e, char *err, size_t errlen);
 
 /* Crash points for tests: a seal stops (as a crash would) once it reaches the step set
  * here, and sets it to FF__STOP_HIT. Always FF__STOP_NONE outside tests. */
-enum { FF__STOP_NONE, FF__STOP_SEGMENT, FF__STOP_CKPT_TMP, FF__STOP_CKPT, FF__STOP_HIT };
+enum {
+    FF__STOP_NONE,
+    FF__STOP_SEGMENT,  /* a new segment is durable, no checkpoint names it */
+    FF__STOP_CKPT_TMP, /* the new checkpoint is written but not renamed */
+    FF__STOP_CKPT,     /* committed; files of replaced versions not yet removed */
+    FF__STOP_AMEND,    /* segments rewritten for a late event, not committed */
+    FF__STOP_HIT
+};
 extern int ff__seal_test_stop;
 
 #endif /* FF_ENGINE_INT_H */

@@ -245,6 +245,7 @@ void ff_engine_stats_get(const ff_engine *e, ff_engine_stats *out)
         out->sealed_rows += e->spaces[i].sealed_rows;
     }
     out->segments_sealed = e->segments_sealed;
+    out->segments_rewritten = e->segments_rewritten;
     out->segments = (uint32_t)e->nsegs;
     out->horizon = e->h;
     out->max_ts = e->max_ts;

@@ -99,7 +99,7 @@ int64_t ff__rows_occ_before(const ff__rows *r, size_t i)
     return i ? ff__rows_at(r, i - 1)->occ : r->base;
 }
 
-static int32_t fold(int64_t occ, int delta, bool clamp)
+int32_t ff__fold(int64_t occ, int delta, bool clamp)
 {
     int64_t v = occ + delta;
     if (clamp && v < 0) v = 0;
@@ -115,7 +115,7 @@ static void refold(ff__rows *r, size_t p, bool force)
     int64_t occ = ff__rows_occ_before(r, p);
     for (size_t i = p; i < n; i++) {
         ff__row *x = at_mut(r, i);
-        int32_t v = fold(occ, x->delta, r->clamp);
+        int32_t v = ff__fold(occ, x->delta, r->clamp);
         if (x->occ == v && !(force && i == p)) break;
         x->occ = v;
         occ = v;
@@ -268,7 +268,7 @@ void ff__rows_check(const ff__rows *r, int64_t h, bool fold_check)
         }
         if (i < r->nset) FF_ASSERT(x->ts <= h); /* R4 */
         if (fold_check) {                       /* R5 */
-            occ = fold(occ, x->delta, r->clamp);
+            occ = ff__fold(occ, x->delta, r->clamp);
             FF_ASSERT(x->occ == occ);
         }
     }

@@ -50,6 +50,10 @@ static inline const ff__row *ff__rows_at(const ff__rows *r, size_t i)
     return &r->ring[(r->head + (i - r->nset)) & (r->capring - 1)];
 }
 
+/* One step of the fold: occ + delta, or max(0, occ + delta) with clamp, saturated to
+ * the int32 range. */
+int32_t ff__fold(int64_t occ, int delta, bool clamp);
+
 /* Canonical comparison of a row with a key: <0, 0, >0. */
 int ff__row_cmp(const ff__row *a, const ff_row_key *k);
 

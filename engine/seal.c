@@ -14,8 +14,27 @@
  * have settled since the last seal, or seal_age_us of wall-clock time has passed with
  * some settled. The seal's work is proportional to the rows it seals (one pass to copy
  * them, one segment write, one fsync); the thresholds bound it.
- * This step seals only up to to = H - max_lateness - 1: every event admitted afterwards
- * with ts <= to is refused as too_old, so sealed history never needs amending.
+ * A seal takes to = H: every settled row leaves memory.
+ *
+ * Late events into sealed history (ts <= sealed_upto, admitted with late=amend) are
+ * answered exactly at once, by rewriting (ff__seal_amend): the segment whose window holds
+ * the event is written again as its next version with the row inserted and the space's
+ * occupancies refolded, then every later segment holding the space is rewritten the same
+ * way from the new occupancy, until one starts from the occupancy it already had (a
+ * clamped space may absorb the change) or the memory rows are reached (then rebased).
+ * Cost: one whole segment rewrite (all its spaces) per segment touched, so O(rows of the
+ * segments from the event's window to the end) per late event in an unclamped space,
+ * plus one log sync and one checkpoint per batch holding such events (ff__seal_commit),
+ * all synchronous in the ingest call. Late events are rare; the thresholds bound a
+ * segment's size. A failed rewrite (disk full) panics: memory would no longer match the
+ * log, and a restart replays the event again.
+ *
+ * Versions. A rewritten segment keeps its window and gets version + 1. The file of the
+ * version the checkpoint names stays on disk until a new checkpoint names the new one
+ * (then it is removed); intermediate versions no checkpoint named are removed at once.
+ * Recovery opens exactly the versions the checkpoint names, so a crash between the
+ * rewrite and the checkpoint leaves the old version, and the log replays the event into
+ * it again.
  *
  * Index. Each space keeps, per segment holding rows of it, an ff__sealed entry: time
  * range, rows, occupancy before and after. count-at-T is a binary search in memory,
@@ -30,7 +49,8 @@
  * the rows) or the new one.
  *
  * Invariants (ff__seal_check):
- *   S1 segment windows are ascending and disjoint, and end at or before sealed_upto.
+ *   S1 segment windows tile [FF_TS_MIN, sealed_upto]: the first starts at FF_TS_MIN,
+ *      each next one right after the previous one's end, the last ends at sealed_upto.
  *   S2 a space's entries are ascending in time, each inside its segment's window, and
  *      agree with the segment's footer (rows, first/last ts, last occupancy).
  *   S3 occupancy chains: the first entry starts from 0, each entry from the previous
@@ -223,8 +243,8 @@ static void index_rows(ff__space *s, uint32_t seg, size_t k)
 int ff__seal_attach(ff_engine *e, int64_t start, int64_t end, uint32_t version, char *err,
                     size_t errlen)
 {
-    if (start > end || (e->nsegs && e->segs[e->nsegs - 1].end >= start) ||
-        end > e->sealed_upto) {
+    int64_t want = e->nsegs ? e->segs[e->nsegs - 1].end + 1 : FF_TS_MIN;
+    if (start != want || start > end || end > e->sealed_upto) {
         snprintf(err, errlen, "%s: segment list out of order", e->seg_dir);
         return FF_ECORRUPT;
     }
@@ -295,6 +315,7 @@ static int64_t seal_upto(ff_engine *e, int64_t to)
             e->sealed_upto = to;
             e->segments_sealed++;
             rc = stop_at(FF__STOP_SEGMENT) ? -EINTR : commit(e, lsn); /* steps 4, 5 */
+            if (rc == 0) e->amend_pending = false;
             if (rc != -EINTR) rc = (int64_t)total; /* a failed commit: the next seal's */
         }
     }
@@ -305,18 +326,181 @@ static int64_t seal_upto(ff_engine *e, int64_t to)
 
 void ff__seal_tick(ff_engine *e, int64_t now)
 {
+    if (e->amend_pending && ff__seal_commit(e) == -EINTR) return; /* a retry */
     if (!e->seg_dir || e->h == FF_TS_MIN || !e->settled_since_seal) return;
     uint64_t rows = e->o.seal_rows ? e->o.seal_rows : FF_SEAL_ROWS;
     int64_t age = e->o.seal_age_us > 0 ? e->o.seal_age_us : FF_SEAL_AGE;
     if (e->settled_since_seal < rows && now - e->last_seal < age) return;
-    int64_t to;
-    if (__builtin_sub_overflow(e->h, e->o.max_lateness_us, &to) || to <= 0) return;
-    to--; /* rows at exactly H - max_lateness may still be joined by late events */
+    int64_t to = e->h;
     int64_t rc = to > e->sealed_upto ? seal_upto(e, to) : 0;
     if (rc == -EINTR) return; /* a test's crash point: the engine is closed next */
     if (rc < 0) return;       /* retried next time */
     e->settled_since_seal = 0;
     e->last_seal = now;
+}
+
+/* ---- amending sealed history ---- */
+
+/* The live segment whose window holds ts (windows tile [FF_TS_MIN, sealed_upto]). */
+static size_t window_of(const ff_engine *e, int64_t ts)
+{
+    size_t lo = 0, hi = e->nsegs;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (e->segs[mid].end < ts)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    FF_ASSERT(lo < e->nsegs && e->segs[lo].start <= ts);
+    return lo;
+}
+
+typedef struct rowbuf {
+    ff_seg_row *r;
+    size_t n, cap;
+} rowbuf;
+
+static int collect(void *ctx, const ff_seg_row *row)
+{
+    rowbuf *b = ctx;
+    b->r = ff_xgrow(b->r, &b->cap, b->n + 1, sizeof(*b->r));
+    b->r[b->n++] = *row;
+    return 0;
+}
+
+/* The change to one space of one segment: insert `row` (when has_row) and refold every
+ * row of the space in the segment from occ_before. */
+typedef struct amend {
+    const ff__space *s;
+    bool has_row;
+    ff_seg_row row;
+    int64_t occ_before;
+    ff__sealed out; /* the space's entry in the new version */
+} amend;
+
+static void amend_rows(rowbuf *b, amend *a)
+{
+    if (a->has_row) {
+        ff_seg_key k = {a->row.ts, a->row.dpu_id, a->row.seq, a->row.direction};
+        size_t p = b->n;
+        while (p > 0 && ff_seg_key_cmp(&b->r[p - 1], &k) > 0) p--;
+        collect(b, &a->row);
+        memmove(&b->r[p + 1], &b->r[p], (b->n - 1 - p) * sizeof(*b->r));
+        b->r[p] = a->row;
+    }
+    int64_t occ = a->occ_before;
+    for (size_t i = 0; i < b->n; i++) occ = b->r[i].occupancy = ff__fold(occ, b->r[i].delta, a->s->rows.clamp);
+    a->out.rows = b->n;
+    a->out.first_ts = b->r[0].ts;
+    a->out.last_ts = b->r[b->n - 1].ts;
+    a->out.occ_before = a->occ_before;
+    a->out.last_occ = occ;
+}
+
+/* Copies every space of segment g into writer w, applying a to its space. */
+static int copy_amended(const ff_engine *e, size_t g, ff_seg_writer *w, amend *a)
+{
+    const ff_seg *seg = e->segs[g].seg;
+    ff_seg_info info;
+    ff_seg_get_info(seg, &info);
+    rowbuf b = {0};
+    int rc = 0;
+    bool done = false;
+    uint32_t id = a->s->def.id;
+    for (uint32_t i = 0; i <= info.spaces && rc == 0; i++) {
+        ff_seg_space si = {0};
+        bool last = i == info.spaces;
+        if (!last) ff_seg_space_at(seg, i, &si);
+        bool here = !last && si.space_id == id;
+        if (!done && (last || id <= si.space_id)) { /* the amended space goes here */
+            done = true;
+            b.n = 0;
+            if (here) rc = ff_seg_rows(seg, id, FF_TS_MIN, FF_TS_MAX, NULL, collect, &b);
+            if (rc == 0) amend_rows(&b, a);
+            if (rc == 0) rc = ff_seg_writer_add_space(w, id, a->occ_before, b.r, b.n);
+        }
+        if (last || here || rc) continue;
+        b.n = 0;
+        rc = ff_seg_rows(seg, si.space_id, FF_TS_MIN, FF_TS_MAX, NULL, collect, &b);
+        if (rc == 0) rc = ff_seg_writer_add_space(w, si.space_id, si.occ_before, b.r, b.n);
+    }
+    free(b.r);
+    return rc;
+}
+
+/* Replaces segment g by its next version with a applied. The old file stays while the
+ * checkpoint names it (removed by the next commit), else it is removed now. */
+static int rewrite(ff_engine *e, size_t g, amend *a)
+{
+    ff__segref *ref = &e->segs[g];
+    char name[FF_SEG_NAME_MAX], old[FF_SEG_NAME_MAX], path[4096], err[FF_SEG_ERRLEN];
+    ff_seg_name(name, ref->start, ref->end, ref->version + 1);
+    ff_seg_name(old, ref->start, ref->end, ref->version);
+    ff_seg_writer *w;
+    int rc = ff_seg_writer_open(&w, e->seg_dir, name, NULL);
+    if (rc < 0) return rc;
+    rc = copy_amended(e, g, w, a);
+    if (rc < 0) {
+        ff_seg_writer_abort(w);
+        return rc;
+    }
+    rc = ff_seg_writer_finish(w, ref->in_ck ? NULL : old, NULL);
+    snprintf(path, sizeof(path), "%s/%s", e->seg_dir, name);
+    ff_seg *seg;
+    if (rc == 0) rc = ff_seg_open(path, &seg, err, sizeof(err));
+    if (rc < 0) return rc;
+    ff_seg_close(ref->seg);
+    ref->seg = seg;
+    ref->version++;
+    ref->in_ck = false;
+    e->segments_sealed++;
+    e->segments_rewritten++;
+    e->amend_pending = true;
+    return 0;
+}
+
+/* Rewrites (or adds) the entry of s for segment g with a; j is its index in s->sx, or
+ * where it goes when s has no rows in g. */
+static void amend_entry(ff_engine *e, ff__space *s, size_t g, size_t j, amend *a)
+{
+    int rc = rewrite(e, g, a);
+    if (rc < 0) /* memory would no longer match the log; a restart replays it */
+        FF_PANIC("cannot rewrite segment %s: %s", ff_seg_path(e->segs[g].seg), ff_strerror(rc));
+    a->out.seg = (uint32_t)g;
+    if (j == s->nsx || s->sx[j].seg != g) {
+        s->sx = ff_xgrow(s->sx, &s->capsx, s->nsx + 1, sizeof(*s->sx));
+        memmove(&s->sx[j + 1], &s->sx[j], (s->nsx - j) * sizeof(*s->sx));
+        s->nsx++;
+    }
+    s->sx[j] = a->out;
+}
+
+void ff__seal_amend(ff_engine *e, ff__space *s, const ff__row *row)
+{
+    size_t g = window_of(e, row->ts), j = 0;
+    while (j < s->nsx && s->sx[j].seg < g) j++;
+    amend a = {.s = s, .has_row = true, .row = seg_row_of(row)};
+    a.occ_before = j ? s->sx[j - 1].last_occ : 0;
+    amend_entry(e, s, g, j, &a);
+    s->sealed_rows++;
+    int64_t occ = a.out.last_occ;
+    for (j++; j < s->nsx && s->sx[j].occ_before != occ; j++) { /* refold what follows */
+        amend next = {.s = s, .occ_before = occ};
+        amend_entry(e, s, s->sx[j].seg, j, &next);
+        occ = next.out.last_occ;
+    }
+    if (j == s->nsx && s->rows.base != occ) ff__rows_rebase(&s->rows, occ);
+}
+
+int ff__seal_commit(ff_engine *e)
+{
+    if (!e->amend_pending) return 0;
+    if (stop_at(FF__STOP_AMEND)) return -EINTR;
+    int rc = ff_log_sync(e->log);
+    if (rc == 0) rc = commit(e, ff_log_written(e->log));
+    if (rc == 0) e->amend_pending = false;
+    return rc;
 }
 
 /* ---- reading across segments and memory ---- */
@@ -475,9 +659,11 @@ void ff__seal_check(const ff_engine *e)
 {
     for (size_t i = 0; i < e->nsegs; i++) { /* S1 */
         const ff__segref *g = &e->segs[i];
-        FF_ASSERT(g->start <= g->end && g->end <= e->sealed_upto);
-        FF_ASSERT(i == 0 || e->segs[i - 1].end < g->start);
+        FF_ASSERT(g->start <= g->end);
+        FF_ASSERT(g->start == (i == 0 ? FF_TS_MIN : e->segs[i - 1].end + 1));
     }
+    FF_ASSERT(e->nsegs ? e->segs[e->nsegs - 1].end == e->sealed_upto
+                       : e->sealed_upto == FF_TS_MIN);
     for (size_t i = 0; i < e->nspaces; i++)
         if (e->spaces[i].live) check_space(e, &e->spaces[i]);
 }
