@@ -106,6 +106,8 @@ struct ff_engine {
     uint64_t segments_sealed, segments_rewritten;
     uint64_t ck_lsn;     /* log position the checkpoint covers (engine/checkpoint.c) */
     bool amend_pending;  /* segments were rewritten since the last checkpoint */
+    ff__segref *garbage; /* replaced versions the checkpoint still names (seg NULL) */
+    size_t ngarbage, capgarbage;
 };
 
 /* The versions of a DPU. */

@@ -83,31 +83,52 @@ static bool stop_at(int step)
     return true;
 }
 
-static bool is_live_name(const ff_engine *e, const char *name)
+static int cmp_name(const void *a, const void *b)
 {
-    for (size_t i = 0; i < e->nsegs; i++) {
-        char n[FF_SEG_NAME_MAX];
-        ff_seg_name(n, e->segs[i].start, e->segs[i].end, e->segs[i].version);
-        if (strcmp(n, name) == 0) return true;
-    }
-    return false;
+    return strcmp(a, b);
 }
 
-/* Removes every segment file (and temp leftover) that is not a live segment. */
+/* Removes every segment file (and temp leftover) that is not a live segment (at open:
+ * leftovers of seals and rewrites that did not commit). */
 static int remove_unnamed(const ff_engine *e)
 {
     DIR *d = opendir(e->seg_dir);
     if (!d) return -errno;
+    char(*live)[FF_SEG_NAME_MAX] = ff_xmalloc((e->nsegs + 1) * FF_SEG_NAME_MAX);
+    for (size_t i = 0; i < e->nsegs; i++)
+        ff_seg_name(live[i], e->segs[i].start, e->segs[i].end, e->segs[i].version);
+    qsort(live, e->nsegs, FF_SEG_NAME_MAX, cmp_name);
     int rc = 0;
     bool removed = false;
     struct dirent *de;
     while ((de = readdir(d))) {
-        if (strncmp(de->d_name, "seg-", 4) != 0 || is_live_name(e, de->d_name)) continue;
+        if (strncmp(de->d_name, "seg-", 4) != 0 ||
+            bsearch(de->d_name, live, e->nsegs, FF_SEG_NAME_MAX, cmp_name))
+            continue;
         if (unlinkat(dirfd(d), de->d_name, 0) != 0) rc = -errno;
         removed = true;
     }
     if (!rc && removed && fsync(dirfd(d)) != 0) rc = -errno;
     closedir(d);
+    free(live);
+    return rc;
+}
+
+/* Removes the replaced versions the last checkpoint no longer names. */
+static int remove_garbage(ff_engine *e)
+{
+    if (!e->ngarbage) return 0;
+    int dfd = open(e->seg_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+    if (dfd < 0) return -errno;
+    for (size_t i = 0; i < e->ngarbage; i++) {
+        char name[FF_SEG_NAME_MAX];
+        const ff__segref *g = &e->garbage[i];
+        ff_seg_name(name, g->start, g->end, g->version);
+        if (unlinkat(dfd, name, 0) != 0 && errno != ENOENT) rc = -errno;
+    }
+    if (!rc && fsync(dfd) != 0) rc = -errno;
+    close(dfd);
+    e->ngarbage = 0; /* a file that could not go is removed at the next open */
     return rc;
 }
 
@@ -133,6 +154,7 @@ void ff__seal_close(ff_engine *e)
 {
     for (size_t i = 0; i < e->nsegs; i++) ff_seg_close(e->segs[i].seg);
     free(e->segs);
+    free(e->garbage);
     free(e->seg_dir);
     e->segs = NULL;
     e->nsegs = e->capsegs = 0;
@@ -285,7 +307,8 @@ static int commit(ff_engine *e, uint64_t lsn)
     if (rc < 0) return rc;
     for (size_t i = 0; i < e->nsegs; i++) e->segs[i].in_ck = true;
     if (stop_at(FF__STOP_CKPT)) return -EINTR;
-    return remove_unnamed(e);
+    remove_garbage(e); /* committed already: a failure only leaves files for the open */
+    return 0;
 }
 
 /* Seals every row with ts <= to. Returns the rows sealed, or a negative error (then
@@ -446,6 +469,11 @@ static int rewrite(ff_engine *e, size_t g, amend *a)
         return rc;
     }
     rc = ff_seg_writer_finish(w, ref->in_ck ? NULL : old, NULL);
+    if (rc == 0 && ref->in_ck) {
+        e->garbage = ff_xgrow(e->garbage, &e->capgarbage, e->ngarbage + 1, sizeof(*e->garbage));
+        e->garbage[e->ngarbage++] = (ff__segref){.start = ref->start, .end = ref->end,
+                                                 .version = ref->version};
+    }
     snprintf(path, sizeof(path), "%s/%s", e->seg_dir, name);
     ff_seg *seg;
     if (rc == 0) rc = ff_seg_open(path, &seg, err, sizeof(err));

@@ -7,6 +7,7 @@
  */
 #include "engine_testutil.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -163,6 +164,19 @@ static ff_engine *sealing_run(const script *s, const char *dir, fake_clock *clk,
     return e;
 }
 
+static size_t segment_files(const char *dir)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/segments", dir);
+    DIR *d = opendir(path);
+    cr_assert_not_null(d);
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) n += strncmp(de->d_name, "seg-", 4) == 0;
+    closedir(d);
+    return n;
+}
+
 Test(seal, answers_equal_the_in_memory_engine_and_survive_reopen)
 {
     for (uint64_t seed = 1; seed <= 6; seed++) {
@@ -183,6 +197,7 @@ Test(seal, answers_equal_the_in_memory_engine_and_survive_reopen)
         cr_assert_gt(st.sealed_rows, 0);
         cr_assert_gt(st.segments_rewritten, 0, "seed %llu: no late event amended a segment",
                      (unsigned long long)seed);
+        cr_assert_eq(segment_files(dir), st.segments, "replaced versions left on disk");
         answers got = answers_all(e, &s);
         assert_same(&want, &got, "sealed");
         ff_engine_sync(e);
@@ -244,21 +259,6 @@ Test(seal, without_a_data_dir_nothing_is_sealed)
 /* ---- crash points ---- */
 
 #include "engine/engine_int.h" /* ff__seal_test_stop: the crash points of a seal */
-
-#include <dirent.h>
-
-static size_t segment_files(const char *dir)
-{
-    char path[128];
-    snprintf(path, sizeof(path), "%s/segments", dir);
-    DIR *d = opendir(path);
-    cr_assert_not_null(d);
-    size_t n = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) n += strncmp(de->d_name, "seg-", 4) == 0;
-    closedir(d);
-    return n;
-}
 
 /* The in-memory engine's answers after arrivals [0, n). */
 static answers reference_prefix(const script *s, int n, int64_t now)
