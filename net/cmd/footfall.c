@@ -290,7 +290,7 @@ static int map_file(const char *path, const char **buf, size_t *len)
     if (*len) {
         void *p = mmap(NULL, *len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
         if (p == MAP_FAILED) {
-            int e = errno;
+            e = errno;
             close(fd);
             return fail(EXIT_USAGE, "%s: cannot map: %s", path, strerror(e));
         }
