@@ -518,3 +518,77 @@ Test(seal, a_cut_log_tail_after_the_checkpoint_loses_only_that_record)
     cut_last_event(91, ev_make(100, T0 + SPAN + 2 * FF_HOUR, 1, 9), FF__STOP_NONE);
     cut_last_event(92, ev_make(101, 0, -1, 9), FF__STOP_AMEND);
 }
+
+/* ---- windows and cursors across segment boundaries ---- */
+
+typedef struct pager {
+    answers *a;
+    size_t n, limit;
+    ff_row_key last;
+} pager;
+
+static int pager_cb(void *ctx, const ff_occ_row *r)
+{
+    pager *p = ctx;
+    if (p->n == p->limit) return 1;
+    p->n++;
+    p->last = (ff_row_key){r->ts, r->dpu_id, r->seq, r->direction};
+    return ans_row_cb(p->a, r);
+}
+
+/* Random windows of rows (paged with cursors), DPU events, counts and buckets. */
+static answers windows_of(ff_engine *e, uint64_t seed)
+{
+    static ff_bucket bk[FF_MAX_BUCKETS];
+    rng_state = seed;
+    answers a = {.with_revision = true, .with_status = true};
+    for (int q = 0; q < 60; q++) {
+        uint32_t id = 1 + rnd(NSPACES);
+        int64_t start = T0 - FF_MINUTE + (int64_t)rnd((uint32_t)(SPAN / FF_SECOND)) * FF_SECOND;
+        int64_t end = start + 1 + (int64_t)rnd((uint32_t)(2 * FF_HOUR / FF_SECOND)) * FF_SECOND;
+        pager p = {.a = &a, .limit = 1 + rnd(9)};
+        const ff_row_key *after = NULL;
+        for (;;) { /* page to the end */
+            p.n = 0;
+            int rc = ff_engine_rows(e, id, start, end, after, pager_cb, &p);
+            cr_assert(rc == 0 || rc == 1);
+            if (rc == 0) break;
+            after = &p.last;
+        }
+        for (uint32_t d = 100; d < 100 + NDPUS; d++)
+            cr_assert_eq(ff_engine_dpu_events(e, d, start, end, ans_event_cb, &a), 0);
+        size_t nb;
+        int64_t interval = (1 + rnd(900)) * FF_SECOND;
+        cr_assert_eq(ff_engine_counts(e, id, start, end, interval, bk, &nb, NULL), 0);
+        ans_put(&a, bk, nb * sizeof(bk[0]));
+        ff_count c;
+        memset(&c, 0, sizeof(c));
+        cr_assert_eq(ff_engine_count(e, id, true, start, &c), 0);
+        ans_put(&a, &c, sizeof(c));
+    }
+    return a;
+}
+
+Test(seal, windows_and_cursors_across_segments_equal_the_in_memory_engine)
+{
+    static script s;
+    make_script(&s, 123);
+    fake_clock c1 = {.now = T0};
+    ff_engine_opts o = seal_opts(&c1, NULL);
+    ff_engine *mem = open_engine(&o);
+    topology(mem);
+    play(mem, &c1, &s, 0, NEVENTS, NULL);
+    char dir[64];
+    make_tmpdir(dir, sizeof(dir));
+    fake_clock c2;
+    ff_engine *e = sealing_run(&s, dir, &c2, NULL);
+    c1.now += FF_HOUR;
+    ff_engine_tick(mem);
+    ff_engine_tick(mem);
+    answers want = windows_of(mem, 9), got = windows_of(e, 9);
+    assert_same(&want, &got, "windows");
+    ff_engine_close(mem);
+    ff_engine_close(e);
+    free(want.b), free(got.b);
+    rm_tree(dir);
+}
