@@ -224,7 +224,7 @@ int ff_engine_dpu_events(const ff_engine *e, uint32_t dpu_id, int64_t start, int
         free(b.ev);
         return rc;
     }
-    qsort(b.ev, b.n, sizeof(*b.ev), cmp_event);
+    if (b.n > 1) qsort(b.ev, b.n, sizeof(*b.ev), cmp_event); /* b.ev is NULL when empty */
     for (size_t i = 0; i < b.n && !rc; i++) rc = cb(ctx, &b.ev[i]);
     free(b.ev);
     return rc;
