@@ -67,6 +67,12 @@ void ff__api_engine_problem(ff_api_reply *r, int err, const char *what)
     case FF_EFORMAT:
         BAD_REQUEST(r, "%s: %s", what, ff_strerror(err));
         break;
+    case FF_ECORRUPT:
+        ff__api_problem(r, 500, "corrupt", "Stored Data Is Corrupt",
+                        "%s: a sealed segment failed its checksum; the answer is withheld "
+                        "(run footfall segments verify on the data directory)",
+                        what);
+        break;
     default:
         ff__api_problem(r, 500, "internal", "Internal Server Error", "%s: %s", what,
                         ff_strerror(err));

@@ -20,9 +20,13 @@ void ff__api_get_count(ff_server *s, const ff_api_req *q, ff_api_reply *r, uint3
     if (!ff__api_time_arg(q, r, "at", false, &at, &has_at)) return;
     ff_count c;
     ff_space_info info;
-    if (ff_engine_space_get(s->eng, id, &info) < 0 ||
-        ff_engine_count(s->eng, id, has_at, at, &c) < 0) {
+    if (ff_engine_space_get(s->eng, id, &info) < 0) {
         NOT_FOUND(r, "no space with id %u", id);
+        return;
+    }
+    int rc = ff_engine_count(s->eng, id, has_at, at, &c);
+    if (rc < 0) {
+        ff__api_engine_problem(r, rc, "count");
         return;
     }
     ff_buf_reserve(&r->body, 256);

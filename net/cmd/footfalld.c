@@ -28,6 +28,9 @@ static const char usage[] =
     "  --topology FILE       apply this topology document (JSON) at start\n"
     "  --token TOKEN         require 'Authorization: Bearer TOKEN' on changes\n"
     "                        (default: $FOOTFALL_TOKEN)\n"
+    "  --seal-rows N         seal settled rows into a segment once N have settled\n"
+    "                        (default 1048576)\n"
+    "  --seal-age DURATION   ... or once this much time has passed (default 1h)\n"
     "  --metrics-per-space   export footfall_space_occupancy{space=...} per space\n"
     "  --udp-rcvbuf BYTES    UDP receive buffer (default 33554432)\n"
     "  --quiet               no informational lines on stderr\n"
@@ -56,6 +59,8 @@ enum {
     OPT_HELP,
     OPT_VERSION,
     OPT_LOG_FILE_BYTES,
+    OPT_SEAL_ROWS,
+    OPT_SEAL_AGE,
 };
 
 static const struct option options[] = {
@@ -73,10 +78,12 @@ static const struct option options[] = {
     {"token", required_argument, 0, OPT_TOKEN},
     {"metrics-per-space", no_argument, 0, OPT_PER_SPACE},
     {"udp-rcvbuf", required_argument, 0, OPT_RCVBUF},
-    {"log-file-bytes", required_argument, 0, OPT_LOG_FILE_BYTES},
     {"quiet", no_argument, 0, OPT_QUIET},
     {"help", no_argument, 0, OPT_HELP},
     {"version", no_argument, 0, OPT_VERSION},
+    {"log-file-bytes", required_argument, 0, OPT_LOG_FILE_BYTES},
+    {"seal-rows", required_argument, 0, OPT_SEAL_ROWS},
+    {"seal-age", required_argument, 0, OPT_SEAL_AGE},
     {0, 0, 0, 0},
 };
 
@@ -170,7 +177,19 @@ static int parse_flag(int c, const char *v, ff_server_opts *o)
     case OPT_LOG_FILE_BYTES:
         o->engine.log_file_bytes = strtoull(v, NULL, 10);
         break;
+    case OPT_SEAL_ROWS: {
+        char *end;
+        unsigned long long n = strtoull(v, &end, 10);
+        if (*end || n == 0) return bad(name, v, "expected a positive number of rows");
+        o->engine.seal_rows = n;
+        break;
+    }
+    case OPT_SEAL_AGE:
+        if (!duration(v, &o->engine.seal_age_us) || o->engine.seal_age_us == 0)
+            return bad(name, v, "expected a duration like 1h");
+        break;
     default:
+        fprintf(stderr, "footfalld: flag %s is not handled (a bug)\n", name);
         return 2;
     }
     return 0;
