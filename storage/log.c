@@ -887,9 +887,10 @@ int ff_log_append(ff_log *log, int type, const void *payload, uint32_t len, uint
 }
 
 /*
- * The durability policy is enforced by the caller: one ff_log_sync() per event-loop turn
- * releases the acks of every batch of that turn. Here it costs one msync of the pages
- * written since the previous sync, or nothing at all when no record was committed.
+ * The durability policy is enforced by the caller (net/server.c runs the asynchronous
+ * form below off its loop thread and releases acks up to the job's LSN; shutdown and
+ * tests call this). Here it costs one msync of the pages written since the previous
+ * sync, or nothing at all when no record was committed.
  */
 int ff_log_sync(ff_log *log)
 {
