@@ -732,7 +732,7 @@ int ff_server_run(const ff_server_opts *o)
     ff_engine_recovery rec;
     int rc = ff_engine_open(&s->eng, &o->engine, &rec);
     if (rc < 0) {
-        const char *why = rec.error[0] ? rec.error : rec.log.cut_reason;
+        const char *why = rec.log.cut_reason[0] ? rec.log.cut_reason : rec.error;
         fprintf(stderr, "footfalld: cannot open %s: %s%s%s\n", o->engine.data_dir, ff_strerror(rc),
                 why[0] ? ": " : "", why);
         goto out_loop;
