@@ -8,9 +8,9 @@
  *
  * Durability. With a data directory, every accepted event and every topology change is
  * appended to the log (storage/log.h) before it counts. ff_engine_written() is then the
- * log position covering everything done so far; the caller (the server) calls
- * ff_engine_sync() once per loop turn and releases the acks and answers whose position
- * is <= ff_engine_durable(). Without a data directory (tests) nothing is written and
+ * log position covering everything done so far; the caller (the server) syncs it --
+ * ff_engine_sync(), or ff_engine_sync_begin/run/end with the msync on another thread --
+ * and releases the acks and answers whose position is <= ff_engine_durable(). Without a data directory (tests) nothing is written and
  * both positions stay 0.
  *
  * Pointers. Strings and structs returned by queries point into engine memory and are

@@ -3,11 +3,12 @@
  * and answers from the engine.
  *
  * Durability policy (SPEC §5), enforced in server.c's commit step: every ingest and
- * topology change is appended to the engine's log when it is handled; once per loop
- * turn, right before the loop blocks for I/O, one sync covers everything appended in
- * that turn and then releases that turn's UDP acks, TCP acks and suspended HTTP
- * answers (group commit). With --fsync=interval:MS the log is synced by a timer and
- * answers go out without waiting; with --fsync=never only the OS writes it back.
+ * topology change is appended to the engine's log when it is handled; one msync at a
+ * time runs on a worker thread and covers everything appended before it began; when
+ * it completes, the UDP acks, TCP acks and suspended HTTP answers it covers are
+ * released (group commit), and the next sync begins. With --fsync=interval:MS the log
+ * is synced by a timer and answers go out without waiting; with --fsync=never only the
+ * OS writes it back.
  */
 #ifndef FF_NET_SERVER_H
 #define FF_NET_SERVER_H
