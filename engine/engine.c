@@ -408,8 +408,12 @@ int ff_engine_open(ff_engine **out, const ff_engine_opts *opts, ff_engine_recove
     int rc = ff__seal_open(e, err, sizeof(err));
     if (rc == 0 && e->o.data_dir) {
         ff_log_opts lo = {.file_bytes = e->o.log_file_bytes};
-        rc = ff_log_open(&e->log, e->o.data_dir, &lo, replay_cb, e, rep ? &rep->log : NULL);
-        if (rc < 0)
+        ff_log_recovery lr, *plr = rep ? &rep->log : &lr;
+        memset(plr, 0, sizeof(*plr));
+        rc = ff_log_open(&e->log, e->o.data_dir, &lo, replay_cb, e, plr);
+        if (rc < 0 && plr->cut_reason[0]) /* the log's message names file and offset */
+            snprintf(err, sizeof(err), "%s", plr->cut_reason);
+        else if (rc < 0)
             snprintf(err, sizeof(err), "%s: log: %s", e->o.data_dir, ff_strerror(rc));
         else if (ff_log_written(e->log) < e->ck_lsn) {
             snprintf(err, sizeof(err), "%s: the log ends before the checkpoint's position",
