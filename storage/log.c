@@ -90,6 +90,7 @@
  * retired file. ff_log_sync() during a job syncs [synced, off) itself, a superset.
  */
 #include "storage/log.h"
+#include "storage/bytes.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -151,42 +152,6 @@ static inline uint64_t pad8(uint64_t n)
 static inline uint64_t rec_size(uint32_t len)
 {
     return REC_HDR + pad8(len);
-}
-
-static inline uint64_t get64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
-static inline uint32_t get32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-static inline uint16_t get16(const uint8_t *p)
-{
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
-}
-
-static inline void put64(uint8_t *p, uint64_t v)
-{
-    memcpy(p, &v, 8);
-}
-
-static inline void put32(uint8_t *p, uint32_t v)
-{
-    memcpy(p, &v, 4);
-}
-
-static inline void put16(uint8_t *p, uint16_t v)
-{
-    memcpy(p, &v, 2);
 }
 
 static uint64_t rec_hash(uint64_t salt, const uint8_t *rec, uint32_t len)

@@ -6,6 +6,7 @@
 #ifndef FF_STORAGE_SEGMENT_INT_H
 #define FF_STORAGE_SEGMENT_INT_H
 
+#include "storage/bytes.h"
 #include "storage/segment.h"
 
 #include <string.h>
@@ -28,30 +29,6 @@
 #define CODEC_LZ4  1
 
 /* ---- bytes ------------------------------------------------------------------------- */
-
-static inline uint64_t get64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
-static inline uint32_t get32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-static inline void put64(uint8_t *p, uint64_t v)
-{
-    memcpy(p, &v, 8);
-}
-
-static inline void put32(uint8_t *p, uint32_t v)
-{
-    memcpy(p, &v, 4);
-}
 
 static inline uint64_t zigzag(int64_t v)
 {
