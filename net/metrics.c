@@ -23,6 +23,13 @@ static void sample_u(ff_buf *b, const char *name, const char *labels, uint64_t v
     ff_buf_adds(b, "\n");
 }
 
+/* A metric with one unlabelled sample. */
+static void one(ff_buf *b, const char *name, const char *type, const char *help, uint64_t v)
+{
+    metric(b, name, type, help);
+    sample_u(b, name, NULL, v);
+}
+
 static void write_received(ff_server *s, ff_buf *b)
 {
     const char *n = "footfall_events_received_total";
@@ -34,24 +41,17 @@ static void write_received(ff_server *s, ff_buf *b)
     metric(b, n, "counter", "Frames refused as malformed, by transport.");
     sample_u(b, n, "transport=\"udp\"", s->m.udp_malformed);
     sample_u(b, n, "transport=\"tcp\"", s->m.tcp_malformed);
-    n = "footfall_udp_datagrams_total";
-    metric(b, n, "counter", "UDP datagrams received.");
-    sample_u(b, n, NULL, s->m.udp_datagrams);
-    n = "footfall_tcp_frames_total";
-    metric(b, n, "counter", "TCP frames received.");
-    sample_u(b, n, NULL, s->m.tcp_frames);
-    n = "footfall_tcp_connections_total";
-    metric(b, n, "counter", "TCP connections accepted.");
-    sample_u(b, n, NULL, s->m.tcp_connections);
-    n = "footfall_udp_acks_dropped_total";
-    metric(b, n, "counter", "UDP acks the socket would not take (the sender retransmits).");
-    sample_u(b, n, NULL, s->m.udp_acks_dropped);
-    n = "footfall_http_requests_total";
-    metric(b, n, "counter", "HTTP requests received.");
-    sample_u(b, n, NULL, s->m.http_requests);
-    n = "footfall_http_errors_total";
-    metric(b, n, "counter", "HTTP requests answered with a 4xx or 5xx status.");
-    sample_u(b, n, NULL, s->m.http_errors);
+    one(b, "footfall_udp_datagrams_total", "counter", "UDP datagrams received.",
+        s->m.udp_datagrams);
+    one(b, "footfall_tcp_frames_total", "counter", "TCP frames received.", s->m.tcp_frames);
+    one(b, "footfall_tcp_connections_total", "counter", "TCP connections accepted.",
+        s->m.tcp_connections);
+    one(b, "footfall_udp_acks_dropped_total", "counter",
+        "UDP acks the socket would not take (the sender retransmits).", s->m.udp_acks_dropped);
+    one(b, "footfall_http_requests_total", "counter", "HTTP requests received.",
+        s->m.http_requests);
+    one(b, "footfall_http_errors_total", "counter",
+        "HTTP requests answered with a 4xx or 5xx status.", s->m.http_errors);
 }
 
 static void write_outcomes(ff_buf *b, const ff_engine_stats *st)
@@ -59,12 +59,10 @@ static void write_outcomes(ff_buf *b, const ff_engine_stats *st)
     const char *n = "footfall_events_accepted_total";
     metric(b, n, "counter", "Events accepted (late ones included).");
     sample_u(b, n, NULL, st->outcomes[FF_OUT_ACCEPTED] + st->outcomes[FF_OUT_LATE]);
-    n = "footfall_events_late_total";
-    metric(b, n, "counter", "Late events accepted, each amending settled history.");
-    sample_u(b, n, NULL, st->outcomes[FF_OUT_LATE]);
-    n = "footfall_events_duplicate_total";
-    metric(b, n, "counter", "Duplicate events acknowledged without effect.");
-    sample_u(b, n, NULL, st->outcomes[FF_OUT_DUPLICATE]);
+    one(b, "footfall_events_late_total", "counter",
+        "Late events accepted, each amending settled history.", st->outcomes[FF_OUT_LATE]);
+    one(b, "footfall_events_duplicate_total", "counter",
+        "Duplicate events acknowledged without effect.", st->outcomes[FF_OUT_DUPLICATE]);
     n = "footfall_events_refused_total";
     metric(b, n, "counter", "Events refused, by reason.");
     for (int o = 0; o < FF_OUT__COUNT; o++) {
@@ -108,28 +106,21 @@ void ff__metrics_write(ff_server *s, ff_buf *b)
     ff_engine_stats_get(s->eng, &st);
     write_received(s, b);
     write_outcomes(b, &st);
-    metric(b, "footfall_pending_rows", "gauge", "Rows not yet settled (ts after the horizon).");
-    sample_u(b, "footfall_pending_rows", NULL, st.pending_rows);
-    metric(b, "footfall_settled_rows", "gauge", "Settled rows held.");
-    sample_u(b, "footfall_settled_rows", NULL, st.settled_rows);
+    one(b, "footfall_pending_rows", "gauge", "Rows not yet settled (ts after the horizon).",
+        st.pending_rows);
+    one(b, "footfall_settled_rows", "gauge", "Settled rows held.", st.settled_rows);
     metric(b, "footfall_horizon_lag_seconds", "gauge",
            "Wall-clock time minus the horizon H (0 before any event).");
     double lag = st.horizon == FF_TS_MIN ? 0 : now_s() - (double)st.horizon / 1e6;
     ff_buf_addf(b, "footfall_horizon_lag_seconds %.6f\n", lag);
-    metric(b, "footfall_log_bytes", "gauge", "Bytes the log files take on disk.");
-    sample_u(b, "footfall_log_bytes", NULL, st.log_bytes);
-    metric(b, "footfall_log_files", "gauge", "Log files.");
-    sample_u(b, "footfall_log_files", NULL, st.log_files);
-    metric(b, "footfall_log_syncs_total", "counter", "Group-commit syncs of the log.");
-    sample_u(b, "footfall_log_syncs_total", NULL, s->m.syncs);
-    metric(b, "footfall_log_sync_errors_total", "counter", "Failed syncs of the log.");
-    sample_u(b, "footfall_log_sync_errors_total", NULL, s->m.sync_errors);
-    metric(b, "footfall_segments_sealed_total", "counter", "Segments sealed.");
-    sample_u(b, "footfall_segments_sealed_total", NULL, st.segments_sealed);
-    metric(b, "footfall_spaces", "gauge", "Spaces defined.");
-    sample_u(b, "footfall_spaces", NULL, ff_engine_space_count(s->eng));
-    metric(b, "footfall_dpus", "gauge", "DPUs registered.");
-    sample_u(b, "footfall_dpus", NULL, ff_engine_dpu_count(s->eng));
+    one(b, "footfall_log_bytes", "gauge", "Bytes the log files take on disk.", st.log_bytes);
+    one(b, "footfall_log_files", "gauge", "Log files.", st.log_files);
+    one(b, "footfall_log_syncs_total", "counter", "Group-commit syncs of the log.", s->m.syncs);
+    one(b, "footfall_log_sync_errors_total", "counter", "Failed syncs of the log.",
+        s->m.sync_errors);
+    one(b, "footfall_segments_sealed_total", "counter", "Segments sealed.", st.segments_sealed);
+    one(b, "footfall_spaces", "gauge", "Spaces defined.", ff_engine_space_count(s->eng));
+    one(b, "footfall_dpus", "gauge", "DPUs registered.", ff_engine_dpu_count(s->eng));
     metric(b, "footfall_uptime_seconds", "gauge", "Seconds since the server started.");
     ff_buf_addf(b, "footfall_uptime_seconds %.3f\n", now_s() - (double)s->started_us / 1e6);
     if (s->opts.metrics_per_space) {
