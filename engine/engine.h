@@ -6,6 +6,11 @@
  * clock except through opts.clock, and gives the same answers for the same set of
  * accepted events and topology, whatever order the events came in (SPEC §2).
  *
+ * Sealed history. With a data directory, settled rows are sealed into immutable segment
+ * files under <data_dir>/segments and leave memory; every answer below reads segments
+ * and memory as one sequence. A late event into sealed history rewrites the segments it
+ * changes before ff_engine_ingest() returns (engine/seal.c gives the cost).
+ *
  * Durability. With a data directory, every accepted event and every topology change is
  * appended to the log (storage/log.h) before it counts. ff_engine_written() is then the
  * log position covering everything done so far; the caller (the server) syncs it --
@@ -197,6 +202,10 @@ int ff_engine_ingest(ff_engine *e, const ff_event *ev, size_t n, uint8_t *outcom
  * Time passes: applies the idle advance of H (no event accepted for settle_delay of
  * wall-clock time moves H up to the largest accepted ts; logged) and moves rows that
  * became settled out of the pending rings. Bounded work; call it from a timer.
+ * With a data_dir it also seals: once seal_rows rows have settled (or seal_age_us has
+ * passed), every settled row moves into a new segment file and leaves memory, and a
+ * checkpoint commits it (engine/seal.c, engine/checkpoint.c). That tick's work is
+ * proportional to the rows sealed (about 0.2 s per million rows) plus three fsyncs.
  */
 void ff_engine_tick(ff_engine *e);
 
