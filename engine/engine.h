@@ -49,6 +49,10 @@ typedef struct ff_engine_opts {
      * time has passed with some settled. 0 = defaults (FF_SEAL_ROWS, FF_SEAL_AGE). */
     uint64_t seal_rows;
     int64_t seal_age_us;
+    /* Adjacent segments older than H - max_lateness (out of reach of late events) are
+     * merged pairwise while the result holds at most seal_merge_rows rows, one merge
+     * per tick, so a space's index stays short. 0 = 16 * seal_rows. */
+    uint64_t seal_merge_rows;
 } ff_engine_opts;
 
 #define FF_SEAL_ROWS ((uint64_t)1 << 20)

@@ -26,7 +26,7 @@
 
 /* The rows of one space inside one sealed segment (engine/seal.c). */
 typedef struct ff__sealed {
-    uint32_t seg; /* index into ff_engine.segs */
+    uint32_t seg; /* the segment's id (ff__segref.id) */
     uint64_t rows;
     int64_t first_ts, last_ts;
     int64_t occ_before, last_occ;
@@ -35,6 +35,7 @@ typedef struct ff__sealed {
 /* One live segment: the sealed rows of every space with ts in [start, end]. */
 typedef struct ff__segref {
     ff_seg *seg;
+    uint32_t id; /* stable while the window lives; ascending with the windows */
     int64_t start, end;
     uint32_t version;
     bool in_ck; /* named by the checkpoint on disk */
@@ -106,6 +107,8 @@ struct ff_engine {
     uint64_t segments_sealed, segments_rewritten;
     uint64_t ck_lsn;     /* log position the checkpoint covers (engine/checkpoint.c) */
     bool amend_pending;  /* segments were rewritten since the last checkpoint */
+    uint32_t next_seg_id;
+    bool merge_scan;     /* a seal or merge happened: look for segments to merge */
     ff__segref *garbage; /* replaced versions the checkpoint still names (seg NULL) */
     size_t ngarbage, capgarbage;
 };

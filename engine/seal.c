@@ -36,6 +36,17 @@
  * rewrite and the checkpoint leaves the old version, and the log replays the event into
  * it again.
  *
+ * Merging. Each seal adds a segment, and every space active in its window gets an index
+ * entry in it, so the index would grow by (active spaces) entries per seal. Once two
+ * adjacent segments both lie before H - max_lateness (no late event can reach them:
+ * it would be too_old) and hold at most seal_merge_rows rows together, a tick merges
+ * them into one segment covering both windows (one merge per tick, bounded by that
+ * size), committed by a checkpoint like an amendment: the old files stay until the
+ * checkpoint names the merged one. Pairwise merges grow segments geometrically, so
+ * the index holds about (spaces x history / seal_merge_rows) entries.
+ * Segments are named in the index by a stable id (ascending with their windows), so a
+ * merge only renames the entries of the second segment's spaces.
+ *
  * Index. Each space keeps, per segment holding rows of it, an ff__sealed entry: time
  * range, rows, occupancy before and after. count-at-T is a binary search in memory,
  * else a binary search of the entries, and then either an entry's last occupancy or
@@ -50,7 +61,8 @@
  *
  * Invariants (ff__seal_check):
  *   S1 segment windows tile [FF_TS_MIN, sealed_upto]: the first starts at FF_TS_MIN,
- *      each next one right after the previous one's end, the last ends at sealed_upto.
+ *      each next one right after the previous one's end, the last ends at sealed_upto;
+ *      segment ids ascend with the windows.
  *   S2 a space's entries are ascending in time, each inside its segment's window, and
  *      agree with the segment's footer (rows, first/last ts, last occupancy).
  *   S3 occupancy chains: the first entry starts from 0, each entry from the previous
@@ -147,6 +159,7 @@ int ff__seal_open(ff_engine *e, char *err, size_t errlen)
     }
     rc = ff__ckpt_load(e, err, errlen);
     if (!rc) rc = remove_unnamed(e);
+    e->merge_scan = e->nsegs > 1;
     return rc;
 }
 
@@ -243,7 +256,8 @@ static int add_segref(ff_engine *e, int64_t start, int64_t end, uint32_t version
     int rc = ff_seg_open(path, &seg, err, errlen);
     if (rc < 0) return rc;
     e->segs = ff_xgrow(e->segs, &e->capsegs, e->nsegs + 1, sizeof(*e->segs));
-    e->segs[e->nsegs] = (ff__segref){.seg = seg, .start = start, .end = end, .version = version};
+    e->segs[e->nsegs] = (ff__segref){
+        .seg = seg, .id = e->next_seg_id++, .start = start, .end = end, .version = version};
     return (int)e->nsegs++;
 }
 
@@ -287,7 +301,7 @@ int ff__seal_attach(ff_engine *e, int64_t start, int64_t end, uint32_t version, 
             return FF_ECORRUPT;
         }
         s->sx = ff_xgrow(s->sx, &s->capsx, s->nsx + 1, sizeof(*s->sx));
-        s->sx[s->nsx++] = (ff__sealed){.seg = (uint32_t)ix,
+        s->sx[s->nsx++] = (ff__sealed){.seg = e->segs[ix].id,
                                        .rows = si.rows,
                                        .first_ts = si.first_ts,
                                        .last_ts = si.last_ts,
@@ -310,6 +324,8 @@ static int commit(ff_engine *e, uint64_t lsn)
     remove_garbage(e); /* committed already: a failure only leaves files for the open */
     return 0;
 }
+
+static void merge_some(ff_engine *e);
 
 /* Seals every row with ts <= to. Returns the rows sealed, or a negative error (then
  * nothing changed in memory). */
@@ -334,9 +350,10 @@ static int64_t seal_upto(ff_engine *e, int64_t to)
         if (rc == 0) rc = add_segref(e, start, to, 1, err, sizeof(err));
         if (rc >= 0) {
             for (size_t i = 0; i < n; i++) /* step 3 */
-                if (k[i]) index_rows(&e->spaces[slots[i]], (uint32_t)rc, k[i]);
+                if (k[i]) index_rows(&e->spaces[slots[i]], e->segs[rc].id, k[i]);
             e->sealed_upto = to;
             e->segments_sealed++;
+            e->merge_scan = true;
             rc = stop_at(FF__STOP_SEGMENT) ? -EINTR : commit(e, lsn); /* steps 4, 5 */
             if (rc == 0) e->amend_pending = false;
             if (rc != -EINTR) rc = (int64_t)total; /* a failed commit: the next seal's */
@@ -350,6 +367,7 @@ static int64_t seal_upto(ff_engine *e, int64_t to)
 void ff__seal_tick(ff_engine *e, int64_t now)
 {
     if (e->amend_pending && ff__seal_commit(e) == -EINTR) return; /* a retry */
+    if (e->merge_scan) merge_some(e);
     if (!e->seg_dir || e->h == FF_TS_MIN || !e->settled_since_seal) return;
     uint64_t rows = e->o.seal_rows ? e->o.seal_rows : FF_SEAL_ROWS;
     int64_t age = e->o.seal_age_us > 0 ? e->o.seal_age_us : FF_SEAL_AGE;
@@ -377,6 +395,26 @@ static size_t window_of(const ff_engine *e, int64_t ts)
     }
     FF_ASSERT(lo < e->nsegs && e->segs[lo].start <= ts);
     return lo;
+}
+
+/* The position of the live segment with id `id`. */
+static size_t pos_of(const ff_engine *e, uint32_t id)
+{
+    size_t lo = 0, hi = e->nsegs;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (e->segs[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    FF_ASSERT(lo < e->nsegs && e->segs[lo].id == id);
+    return lo;
+}
+
+static const ff_seg *seg_of(const ff_engine *e, uint32_t id)
+{
+    return e->segs[pos_of(e, id)].seg;
 }
 
 typedef struct rowbuf {
@@ -495,8 +533,8 @@ static void amend_entry(ff_engine *e, ff__space *s, size_t g, size_t j, amend *a
     int rc = rewrite(e, g, a);
     if (rc < 0) /* memory would no longer match the log; a restart replays it */
         FF_PANIC("cannot rewrite segment %s: %s", ff_seg_path(e->segs[g].seg), ff_strerror(rc));
-    a->out.seg = (uint32_t)g;
-    if (j == s->nsx || s->sx[j].seg != g) {
+    a->out.seg = e->segs[g].id;
+    if (j == s->nsx || s->sx[j].seg != a->out.seg) {
         s->sx = ff_xgrow(s->sx, &s->capsx, s->nsx + 1, sizeof(*s->sx));
         memmove(&s->sx[j + 1], &s->sx[j], (s->nsx - j) * sizeof(*s->sx));
         s->nsx++;
@@ -507,7 +545,7 @@ static void amend_entry(ff_engine *e, ff__space *s, size_t g, size_t j, amend *a
 void ff__seal_amend(ff_engine *e, ff__space *s, const ff__row *row)
 {
     size_t g = window_of(e, row->ts), j = 0;
-    while (j < s->nsx && s->sx[j].seg < g) j++;
+    while (j < s->nsx && s->sx[j].seg < e->segs[g].id) j++;
     amend a = {.s = s, .has_row = true, .row = seg_row_of(row)};
     a.occ_before = j ? s->sx[j - 1].last_occ : 0;
     amend_entry(e, s, g, j, &a);
@@ -515,10 +553,140 @@ void ff__seal_amend(ff_engine *e, ff__space *s, const ff__row *row)
     int64_t occ = a.out.last_occ;
     for (j++; j < s->nsx && s->sx[j].occ_before != occ; j++) { /* refold what follows */
         amend next = {.s = s, .occ_before = occ};
-        amend_entry(e, s, s->sx[j].seg, j, &next);
+        amend_entry(e, s, pos_of(e, s->sx[j].seg), j, &next);
         occ = next.out.last_occ;
     }
     if (j == s->nsx && s->rows.base != occ) ff__rows_rebase(&s->rows, occ);
+}
+
+/* ---- merging old segments ---- */
+
+/* Writes the rows of segments at positions i and i+1 into writer w, space by space. */
+static int copy_pair(const ff_engine *e, size_t i, ff_seg_writer *w)
+{
+    const ff_seg *sa = e->segs[i].seg, *sb = e->segs[i + 1].seg;
+    ff_seg_info ia, ib;
+    ff_seg_get_info(sa, &ia);
+    ff_seg_get_info(sb, &ib);
+    rowbuf b = {0};
+    int rc = 0;
+    for (uint32_t x = 0, y = 0; rc == 0 && (x < ia.spaces || y < ib.spaces);) {
+        ff_seg_space pa = {0}, pb = {0};
+        if (x < ia.spaces) ff_seg_space_at(sa, x, &pa);
+        if (y < ib.spaces) ff_seg_space_at(sb, y, &pb);
+        bool ua = x < ia.spaces && (y == ib.spaces || pa.space_id <= pb.space_id);
+        bool ub = y < ib.spaces && (x == ia.spaces || pb.space_id <= pa.space_id);
+        uint32_t id = ua ? pa.space_id : pb.space_id;
+        b.n = 0;
+        if (ua) rc = ff_seg_rows(sa, id, FF_TS_MIN, FF_TS_MAX, NULL, collect, &b);
+        if (ub && rc == 0) rc = ff_seg_rows(sb, id, FF_TS_MIN, FF_TS_MAX, NULL, collect, &b);
+        if (rc == 0) rc = ff_seg_writer_add_space(w, id, ua ? pa.occ_before : pb.occ_before, b.r, b.n);
+        x += ua;
+        y += ub;
+    }
+    free(b.r);
+    return rc;
+}
+
+/* The entries of segment b's spaces now belong to segment a (merged into it). */
+static void reindex_merged(ff_engine *e, const ff_seg *sb, uint32_t a, uint32_t b)
+{
+    ff_seg_info info;
+    ff_seg_get_info(sb, &info);
+    for (uint32_t k = 0; k < info.spaces; k++) {
+        ff_seg_space si;
+        ff_seg_space_at(sb, k, &si);
+        ff__space *s = ff__space_find(e, si.space_id);
+        size_t lo = 0, hi = s->nsx; /* entries ascend by segment id */
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (s->sx[mid].seg < b)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        size_t j = lo;
+        FF_ASSERT(j < s->nsx && s->sx[j].seg == b);
+        if (j == 0 || s->sx[j - 1].seg != a) {
+            s->sx[j].seg = a;
+            continue;
+        }
+        ff__sealed *p = &s->sx[j - 1];
+        p->rows += s->sx[j].rows;
+        p->last_ts = s->sx[j].last_ts;
+        p->last_occ = s->sx[j].last_occ;
+        memmove(&s->sx[j], &s->sx[j + 1], (s->nsx - j - 1) * sizeof(*s->sx));
+        s->nsx--;
+    }
+}
+
+/* Drops the segment at position i from memory; its file goes now, or after the next
+ * checkpoint when the last one names it. */
+static void retire(ff_engine *e, size_t i)
+{
+    ff__segref *r = &e->segs[i];
+    if (r->in_ck) {
+        e->garbage = ff_xgrow(e->garbage, &e->capgarbage, e->ngarbage + 1, sizeof(*e->garbage));
+        e->garbage[e->ngarbage++] = (ff__segref){.start = r->start, .end = r->end,
+                                                 .version = r->version};
+    } else {
+        char name[FF_SEG_NAME_MAX], path[4096];
+        ff_seg_name(name, r->start, r->end, r->version);
+        snprintf(path, sizeof(path), "%s/%s", e->seg_dir, name);
+        unlink(path);
+    }
+    ff_seg_close(r->seg);
+}
+
+/* Merges the segments at positions i and i+1 into one covering both windows. */
+static int merge_pair(ff_engine *e, size_t i)
+{
+    ff__segref a = e->segs[i], b = e->segs[i + 1];
+    char name[FF_SEG_NAME_MAX], path[4096], err[FF_SEG_ERRLEN];
+    ff_seg_name(name, a.start, b.end, 1);
+    ff_seg_writer *w;
+    int rc = ff_seg_writer_open(&w, e->seg_dir, name, NULL);
+    if (rc < 0) return rc;
+    rc = copy_pair(e, i, w);
+    if (rc < 0) {
+        ff_seg_writer_abort(w);
+        return rc;
+    }
+    rc = ff_seg_writer_finish(w, NULL, NULL);
+    snprintf(path, sizeof(path), "%s/%s", e->seg_dir, name);
+    ff_seg *seg;
+    if (rc == 0) rc = ff_seg_open(path, &seg, err, sizeof(err));
+    if (rc < 0) return rc; /* a file left behind is removed at the next open */
+    reindex_merged(e, b.seg, a.id, b.id);
+    retire(e, i);
+    retire(e, i + 1);
+    e->segs[i] = (ff__segref){.seg = seg, .id = a.id, .start = a.start, .end = b.end, .version = 1};
+    memmove(&e->segs[i + 1], &e->segs[i + 2], (e->nsegs - i - 2) * sizeof(*e->segs));
+    e->nsegs--;
+    e->amend_pending = true; /* committed like an amendment */
+    return ff__seal_commit(e);
+}
+
+static uint64_t seg_rows(const ff_seg *seg)
+{
+    ff_seg_info info;
+    ff_seg_get_info(seg, &info);
+    return info.rows;
+}
+
+/* One merge of the first adjacent pair out of reach of late events that fits. */
+static void merge_some(ff_engine *e)
+{
+    uint64_t rows = e->o.seal_rows ? e->o.seal_rows : FF_SEAL_ROWS;
+    uint64_t most = e->o.seal_merge_rows ? e->o.seal_merge_rows : 16 * rows;
+    int64_t limit; /* events with ts < limit are refused as too_old */
+    if (__builtin_sub_overflow(e->h, e->o.max_lateness_us, &limit)) limit = FF_TS_MIN;
+    for (size_t i = 0; i + 1 < e->nsegs && e->segs[i + 1].end < limit; i++) {
+        if (seg_rows(e->segs[i].seg) + seg_rows(e->segs[i + 1].seg) > most) continue;
+        if (merge_pair(e, i) == -EINTR) return; /* a test's crash point */
+        return;
+    }
+    e->merge_scan = false;
 }
 
 int ff__seal_commit(ff_engine *e)
@@ -567,7 +735,7 @@ int ff__space_occ_at(const ff_engine *e, const ff__space *s, int64_t t, int64_t 
         return 0;
     }
     bool found;
-    return ff_seg_count_at(e->segs[x->seg].seg, s->def.id, t, occ, &found);
+    return ff_seg_count_at(seg_of(e, x->seg), s->def.id, t, occ, &found);
 }
 
 typedef struct scan_ctx {
@@ -603,7 +771,7 @@ static int scan_sealed(const ff_engine *e, const ff__space *s, int64_t start, in
     for (size_t i = j < 0 ? 0 : (size_t)j; i < s->nsx && s->sx[i].first_ts < end; i++) {
         const ff__sealed *x = &s->sx[i];
         if (x->last_ts < start || (after && x->last_ts < after->ts)) continue;
-        int rc = ff_seg_rows(e->segs[x->seg].seg, s->def.id, start, end, ap, seg_row_cb, sc);
+        int rc = ff_seg_rows(seg_of(e, x->seg), s->def.id, start, end, ap, seg_row_cb, sc);
         if (rc) return rc;
     }
     return 0;
@@ -637,7 +805,7 @@ bool ff__space_sealed_has(const ff_engine *e, const ff__space *s, const ff_row_k
     ptrdiff_t j = entry_at(s, k->ts);
     if (j < 0 || k->ts > s->sx[j].last_ts) return false;
     ff_seg_key sk = {.ts = k->ts, .dpu_id = k->dpu_id, .seq = k->seq, .direction = k->direction};
-    return ff_seg_find(e->segs[s->sx[j].seg].seg, s->def.id, &sk, NULL) == 1;
+    return ff_seg_find(seg_of(e, s->sx[j].seg), s->def.id, &sk, NULL) == 1;
 }
 
 void ff__space_totals(const ff__space *s, uint64_t *rows, int64_t *latest_ts, int64_t *occ)
@@ -665,8 +833,7 @@ static void check_space(const ff_engine *e, const ff__space *s)
     int64_t occ = 0;
     for (size_t j = 0; j < s->nsx; j++) {
         const ff__sealed *x = &s->sx[j];
-        FF_ASSERT(x->seg < e->nsegs);
-        const ff__segref *g = &e->segs[x->seg];
+        const ff__segref *g = &e->segs[pos_of(e, x->seg)];
         FF_ASSERT(x->first_ts <= x->last_ts); /* S2 */
         FF_ASSERT(x->first_ts >= g->start && x->last_ts <= g->end);
         FF_ASSERT(j == 0 || s->sx[j - 1].last_ts < x->first_ts);
@@ -689,6 +856,7 @@ void ff__seal_check(const ff_engine *e)
         const ff__segref *g = &e->segs[i];
         FF_ASSERT(g->start <= g->end);
         FF_ASSERT(g->start == (i == 0 ? FF_TS_MIN : e->segs[i - 1].end + 1));
+        FF_ASSERT(i == 0 || e->segs[i - 1].id < g->id);
     }
     FF_ASSERT(e->nsegs ? e->segs[e->nsegs - 1].end == e->sealed_upto
                        : e->sealed_upto == FF_TS_MIN);

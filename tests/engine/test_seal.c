@@ -75,6 +75,7 @@ static ff_engine_opts seal_opts(fake_clock *clk, const char *dir)
     o.data_dir = dir;
     o.seal_rows = 40;
     o.seal_age_us = 10 * FF_MINUTE;
+    o.seal_merge_rows = 300;
     o.log_file_bytes = 64 * 1024;
     return o;
 }
@@ -198,6 +199,8 @@ Test(seal, answers_equal_the_in_memory_engine_and_survive_reopen)
         cr_assert_gt(st.segments_rewritten, 0, "seed %llu: no late event amended a segment",
                      (unsigned long long)seed);
         cr_assert_eq(segment_files(dir), st.segments, "replaced versions left on disk");
+        cr_assert_lt(st.segments, st.segments_sealed - st.segments_rewritten,
+                     "seed %llu: no segments were merged", (unsigned long long)seed);
         answers got = answers_all(e, &s);
         assert_same(&want, &got, "sealed");
         ff_engine_sync(e);
