@@ -653,6 +653,7 @@ static int merge_pair(ff_engine *e, size_t i)
         return rc;
     }
     rc = ff_seg_writer_finish(w, NULL, NULL);
+    if (rc == 0 && stop_at(FF__STOP_MERGE)) return -EINTR;
     snprintf(path, sizeof(path), "%s/%s", e->seg_dir, name);
     ff_seg *seg;
     if (rc == 0) rc = ff_seg_open(path, &seg, err, sizeof(err));

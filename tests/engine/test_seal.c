@@ -304,7 +304,8 @@ static int play_until_crash(ff_engine *e, fake_clock *clk, const script *s, int 
 
 Test(seal, a_crash_at_any_step_of_a_seal_loses_nothing)
 {
-    int stops[] = {FF__STOP_SEGMENT, FF__STOP_CKPT_TMP, FF__STOP_CKPT, FF__STOP_AMEND};
+    int stops[] = {FF__STOP_SEGMENT, FF__STOP_CKPT_TMP, FF__STOP_CKPT, FF__STOP_AMEND,
+                   FF__STOP_MERGE};
     for (size_t k = 0; k < FF_ARRAY_LEN(stops); k++)
         for (uint64_t seed = 1; seed <= 4; seed++) {
             static script s;
