@@ -700,9 +700,11 @@ static void report_recovery(const ff_server *s, const ff_engine_recovery *r)
 {
     if (s->opts.quiet) return;
     fprintf(stderr,
-            "footfalld: recovered %llu events, %llu topology changes from %u log files in %.3f s\n",
-            (unsigned long long)r->events_replayed, (unsigned long long)r->topo_ops_replayed,
-            r->log.files, r->seconds);
+            "footfalld: recovered %u segments, then %llu events and %llu topology changes from "
+            "%u log files (%llu events already sealed) in %.3f s\n",
+            r->segments, (unsigned long long)r->events_replayed,
+            (unsigned long long)r->topo_ops_replayed, r->log.files,
+            (unsigned long long)r->events_skipped, r->seconds);
     if (r->log.cut_offset >= 0)
         fprintf(stderr, "footfalld: log tail cut: %s at offset %lld, %llu bytes (%s)\n",
                 r->log.cut_file, (long long)r->log.cut_offset, (unsigned long long)r->log.cut_bytes,
