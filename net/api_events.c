@@ -88,15 +88,18 @@ static void batch_release(ev_batch *b)
     free(b->refused);
 }
 
-/* Admits everything collected, in chunks of one log record each. */
-static int batch_ingest(ff_server *s, ev_batch *b)
+/* Admits everything collected, in chunks of one log record each. On failure *taken says
+ * how many events (a prefix) were admitted before it: those stay taken. */
+static int batch_ingest(ff_server *s, ev_batch *b, size_t *taken)
 {
     uint8_t outcome[EVENTS_CHUNK];
+    *taken = 0;
     for (size_t off = 0; off < b->n; off += EVENTS_CHUNK) {
         size_t n = b->n - off < EVENTS_CHUNK ? b->n - off : EVENTS_CHUNK;
         ff_ingest_result r;
         int rc = ff_engine_ingest(s->eng, b->ev + off, n, outcome, &r);
         if (rc < 0) return rc;
+        *taken = off + n;
         b->total.accepted += r.accepted;
         b->total.duplicates += r.duplicates;
         b->total.late += r.late;
@@ -200,10 +203,16 @@ void ff__api_post_events(ff_server *s, const ff_api_req *q, ff_api_reply *r)
     bool csv = ct && strncasecmp(ct, "text/csv", 8) == 0;
     if (!(csv ? collect_csv(q, r, &b) : collect_json(q, r, &b))) goto out;
     b.total.refused += (uint32_t)b.nrefused;
-    int rc = batch_ingest(s, &b);
+    size_t taken;
+    int rc = batch_ingest(s, &b, &taken);
     if (rc < 0) {
+        /* Events before the failing chunk were taken; say so, and answer only once they
+         * are durable, so a client that retries the whole body loses nothing. */
         ff__api_problem(r, 503, "overloaded", "Service Unavailable",
-                        "the log cannot take events: %s", ff_strerror(rc));
+                        "the log cannot take events: %s; the first %zu of %zu events were "
+                        "taken (accepted %u, duplicates %u): retrying the request is safe",
+                        ff_strerror(rc), taken, b.n, b.total.accepted, b.total.duplicates);
+        r->wait_durable = taken > 0;
         goto out;
     }
     ff_buf_addf(&r->body, "{\"accepted\":%u,\"duplicates\":%u,\"late\":%u,\"refused\":[",

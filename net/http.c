@@ -25,6 +25,7 @@ typedef struct http_req {
     ff_buf body;
     bool too_big;
     bool suspended;
+    bool abandon; /* shutting down before its answer became durable: close, never answer */
     struct MHD_Connection *conn;
     struct MHD_Response *resp; /* an answer waiting for durability */
     unsigned status;
@@ -160,7 +161,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         }
         return MHD_YES;
     }
-    if (q->resp) { /* resumed: the answer is durable now */
+    if (q->abandon) return MHD_NO; /* closes the connection without an answer */
+    if (q->resp) {                 /* resumed: the answer is durable now */
         struct MHD_Response *resp = q->resp;
         q->resp = NULL;
         return queue(c, q->status, resp);
@@ -283,7 +285,14 @@ static void free_on_close(uv_handle_t *hd)
 
 void ff__http_stop(ff_http *h)
 {
-    /* Resume everything still waiting so MHD can finish those connections. */
+    /* Answer what is durable; what is not is closed without an answer (the client
+     * retries, and duplicates make that safe) -- never an answer before its sync. */
+    ff__http_release(h, ff__server_release_point(h->s));
+    for (http_req *q = h->wait_head; q; q = q->next) {
+        MHD_destroy_response(q->resp);
+        q->resp = NULL;
+        q->abandon = true;
+    }
     ff__http_release(h, UINT64_MAX);
     uv_poll_stop(&h->poll);
     MHD_stop_daemon(h->d);

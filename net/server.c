@@ -56,6 +56,7 @@
 #define UDP_BUDGET           512         /* datagrams per wake-up, then back to the loop */
 #define TCP_BUF              (2 * FF_FRAME_MAX)
 #define TCP_MAX_PENDING_ACKS 4096
+#define UDP_MAX_PENDING_ACKS 65536
 #define TICK_MS              100
 
 struct tcp_conn {
@@ -71,6 +72,7 @@ struct tcp_conn {
     } * acks;
     size_t ack_head, ack_len, ack_cap;
     bool reading, closing;
+    bool doomed; /* a malformed frame was seen: never read again, close after its ack */
 };
 
 /* The UDP receive side: UDP_BATCH slices of UDP_SLICE bytes and their vectors. */
@@ -262,8 +264,20 @@ static void admit_frame(ff_server *s, const uint8_t *rec, const ff_frame_header 
 
 /* ---- UDP --------------------------------------------------------------------------- */
 
+/* The log position an ack waits for: a frame that took nothing (malformed, overloaded)
+ * has nothing to make durable. */
+static uint64_t ack_lsn(ff_server *s, const ff_ack *ack)
+{
+    bool took = ack->status == FF_ACK_OK || ack->status == FF_ACK_PARTIAL;
+    return took ? ff_engine_written(s->eng) : 0;
+}
+
 static void udp_queue_ack(ff_server *s, const struct sockaddr *addr, const ff_ack *ack)
 {
+    if (s->uack_len >= UDP_MAX_PENDING_ACKS) { /* the disk is stuck: senders retransmit */
+        s->m.udp_acks_dropped++;
+        return;
+    }
     if (s->uack_len == s->uack_cap) {
         size_t ncap = s->uack_cap ? s->uack_cap * 2 : 1024;
         udp_ack *n = ff_xmalloc(ncap * sizeof(*n));
@@ -275,7 +289,7 @@ static void udp_queue_ack(ff_server *s, const struct sockaddr *addr, const ff_ac
         s->uack_head = 0;
     }
     udp_ack *a = &s->uacks[(s->uack_head + s->uack_len) & (s->uack_cap - 1)];
-    a->lsn = ff_engine_written(s->eng);
+    a->lsn = ack_lsn(s, ack);
     memset(&a->addr, 0, sizeof(a->addr));
     memcpy(&a->addr, addr,
            addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
@@ -423,7 +437,7 @@ static void tcp_queue_ack(tcp_conn *c, const ff_ack *ack, bool close_after)
         c->ack_head = 0;
     }
     struct tcp_ack *a = &c->acks[(c->ack_head + c->ack_len) & (c->ack_cap - 1)];
-    a->lsn = ff_engine_written(c->s->eng);
+    a->lsn = ack_lsn(c->s, ack);
     a->close_after = close_after;
     ff_ack_encode(a->bytes, ack);
     c->ack_len++;
@@ -482,7 +496,7 @@ static void tcp_flush_acks(tcp_conn *c, uint64_t rel)
             return;
         }
     }
-    if (!c->reading && !c->closing && c->ack_len < TCP_MAX_PENDING_ACKS / 2) {
+    if (!c->reading && !c->closing && !c->doomed && c->ack_len < TCP_MAX_PENDING_ACKS / 2) {
         c->reading = true;
         uv_read_start((uv_stream_t *)&c->h, tcp_alloc, tcp_read);
     }
@@ -504,6 +518,7 @@ static bool tcp_consume(tcp_conn *c)
             ack.status = FF_ACK_MALFORMED;
             ack.batch_id = memcmp(c->buf + off, "FFE1", 4) == 0 ? h.batch_id : 0;
             tcp_queue_ack(c, &ack, true);
+            c->doomed = true;
             ok = false;
             break;
         }
@@ -608,6 +623,7 @@ static void on_signal(uv_signal_t *sig, int signum)
         if (c->reading) uv_read_stop((uv_stream_t *)&c->h), c->reading = false;
     int rc = ff_engine_sync(s->eng);
     if (rc < 0) fprintf(stderr, "footfalld: final sync failed: %s\n", ff_strerror(rc));
+    s->final_rc = rc;
     on_commit(&s->commit);
     uv_stop(s->loop);
 }
@@ -765,7 +781,7 @@ int ff_server_run(const ff_server_opts *o)
            s->tcp_on ? s->tcp_name : "off", s->http ? s->http_name : "off");
     fflush(stdout);
     uv_run(s->loop, UV_RUN_DEFAULT);
-    rc = 0;
+    rc = s->final_rc; /* a failed final sync is a failed exit: not everything is durable */
 out_handles:
     server_stop_all(s);
 out_engine:

@@ -57,6 +57,7 @@ typedef struct ff_server {
     uv_timer_t fsync_timer;
     uv_signal_t sigterm, sigint;
     bool stopping;
+    int final_rc; /* the shutdown sync: 0, or why not everything is durable */
 
     char udp_name[64], tcp_name[64], http_name[64];
 } ff_server;

@@ -73,6 +73,23 @@ def tcp_malformed_closes():
     unchanged()
 
 
+def tcp_nothing_after_a_malformed_frame():
+    """After a malformed frame the connection takes nothing more: one status-2 ack, then
+    the close; a good frame sent behind it is not admitted."""
+    s = socket.create_connection(srv.tcp, timeout=5)
+    bad = b"FFE1" + struct.pack("<HHQ", 0, 1, 56)  # count 0
+    s.sendall(bad + frame([(283, 1, 77, T + 7 * US)], 57))
+    data = b""
+    while True:
+        chunk = s.recv(100)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    assert len(data) == 24 and parse_ack(data)["status"] == 2, data
+    unchanged()
+
+
 def tcp_garbage_after_good_frame():
     s = socket.create_connection(srv.tcp, timeout=5)
     s.sendall(frame([good[0]], 1) + b"XXXX" + b"\0" * 12)
@@ -177,6 +194,7 @@ def still_serving():
 for name, fn in [("UDP malformed frames acked with status 2", udp_malformed),
                  ("UDP bad records refused one by one", udp_bad_records),
                  ("TCP malformed frame: status 2, connection closed", tcp_malformed_closes),
+                 ("TCP: nothing is read after a malformed frame", tcp_nothing_after_a_malformed_frame),
                  ("TCP garbage after a good frame", tcp_garbage_after_good_frame),
                  ("bad JSON: 400 or per-item refusals", bad_json),
                  ("bad CSV: 400 for the header, line numbers for rows", bad_csv),
