@@ -52,7 +52,8 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/ping" >/dev/null && bre
 curl -sf -XPOST "http://127.0.0.1:$PORT/query" --data-urlencode "q=CREATE DATABASE ff" >/dev/null
 
 [ -x "$BUILD/ff_load" ] || cmake --build "$BUILD" --target ff_load -j2 >/dev/null
-"$BUILD/ff_load" --write-csv "$WORK/events.csv" --events "$EVENTS" --dpus "$DPUS" >&2
+if [ -n "${CSV:-}" ]; then cp "$CSV" "$WORK/events.csv"   # compare.sh's generated CSV
+else "$BUILD/ff_load" --write-csv "$WORK/events.csv" --events "$EVENTS" --dpus "$DPUS" >&2; fi
 
 python3 - "$WORK/events.csv" "$PORT" "$BATCH" <<'PY'
 import sys, time, datetime, urllib.request

@@ -25,9 +25,15 @@ pg_ctlcluster 15 main start 2>/dev/null || true
 psqlu() { runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 "$@"; }   # unix socket
 
 [ -x "$BUILD/ff_load" ] || cmake --build "$BUILD" --target ff_load -j2 >/dev/null
-"$BUILD/ff_load" --write-topology "$WORK/topo.json" --dpus "$DPUS" >&2
-"$BUILD/ff_load" --write-csv "$WORK/call.csv" --events "$CALL_EVENTS" --dpus "$DPUS" >&2
-"$BUILD/ff_load" --write-csv "$WORK/copy.csv" --events "$COPY_EVENTS" --dpus "$DPUS" >&2
+# TOPO and COPY_CSV (set by compare.sh) reuse the caller's generated files
+if [ -n "${TOPO:-}" ]; then cp "$TOPO" "$WORK/topo.json"
+else "$BUILD/ff_load" --write-topology "$WORK/topo.json" --dpus "$DPUS" >&2; fi
+if [ -n "${COPY_CSV:-}" ]; then
+    head -n $((CALL_EVENTS + 1)) "$COPY_CSV" >"$WORK/call.csv"; cp "$COPY_CSV" "$WORK/copy.csv"
+else
+    "$BUILD/ff_load" --write-csv "$WORK/call.csv" --events "$CALL_EVENTS" --dpus "$DPUS" >&2
+    "$BUILD/ff_load" --write-csv "$WORK/copy.csv" --events "$COPY_EVENTS" --dpus "$DPUS" >&2
+fi
 chmod 644 "$WORK"/*
 
 cleanup() { psqlu -d postgres -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
