@@ -205,8 +205,10 @@ static int read_file(const char *path, unsigned char **out, size_t *n)
     while (!rc && got < (size_t)st.st_size) {
         ssize_t k = read(fd, p + got, (size_t)st.st_size - got);
         if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) rc = k < 0 ? -errno : FF_ECORRUPT;
-        else got += (size_t)k;
+        if (k <= 0)
+            rc = k < 0 ? -errno : FF_ECORRUPT;
+        else
+            got += (size_t)k;
     }
     close(fd);
     if (rc) {

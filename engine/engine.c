@@ -424,7 +424,8 @@ int ff_engine_open(ff_engine **out, const ff_engine_opts *opts, ff_engine_recove
     e->replaying = false;
     if (rc == 0 && e->amend_pending) { /* late events replayed into sealed history */
         rc = ff__seal_commit(e);
-        if (rc < 0) snprintf(err, sizeof(err), "%s: checkpoint: %s", e->o.data_dir, ff_strerror(rc));
+        if (rc < 0)
+            snprintf(err, sizeof(err), "%s: checkpoint: %s", e->o.data_dir, ff_strerror(rc));
     }
     if (rc < 0) {
         if (rep) snprintf(rep->error, sizeof(rep->error), "%s", err);

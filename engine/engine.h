@@ -15,8 +15,8 @@
  * appended to the log (storage/log.h) before it counts. ff_engine_written() is then the
  * log position covering everything done so far; the caller (the server) syncs it --
  * ff_engine_sync(), or ff_engine_sync_begin/run/end with the msync on another thread --
- * and releases the acks and answers whose position is <= ff_engine_durable(). Without a data directory (tests) nothing is written and
- * both positions stay 0.
+ * and releases the acks and answers whose position is <= ff_engine_durable(). Without a data
+ * directory (tests) nothing is written and both positions stay 0.
  *
  * Pointers. Strings and structs returned by queries point into engine memory and are
  * valid until the next call that changes the engine (ingest, topology, tick, close).
@@ -139,11 +139,11 @@ int ff_engine_dpu_assign(ff_engine *e, uint32_t dpu_id, const ff_assignment *a,
 /* Read access. Each returns NULL when the id is unknown. */
 typedef struct ff_space_info {
     ff_space_def def;
-    uint64_t revision;   /* late amendments so far */
-    uint64_t rows;       /* events counted in the space */
-    int64_t occupancy;   /* after every accepted event */
-    int64_t latest_ts;   /* ts of the latest event; FF_TS_MIN if none */
-    bool settled;        /* latest_ts <= H */
+    uint64_t revision; /* late amendments so far */
+    uint64_t rows;     /* events counted in the space */
+    int64_t occupancy; /* after every accepted event */
+    int64_t latest_ts; /* ts of the latest event; FF_TS_MIN if none */
+    bool settled;      /* latest_ts <= H */
 } ff_space_info;
 
 int ff_engine_space_get(const ff_engine *e, uint32_t id, ff_space_info *out);
@@ -185,7 +185,7 @@ enum ff_outcome {
 const char *ff_outcome_reason(int outcome);
 
 typedef struct ff_ingest_result {
-    uint32_t accepted;   /* including late */
+    uint32_t accepted; /* including late */
     uint32_t duplicates;
     uint32_t late;
     uint32_t refused;
@@ -229,16 +229,15 @@ int ff_engine_sync_end(ff_engine *e, const ff_log_sync_job *job, int rc);
 int64_t ff_engine_horizon(const ff_engine *e); /* H; FF_TS_MIN before any event */
 
 typedef struct ff_count {
-    int64_t at;        /* the T asked, or the latest event's ts (FF_TS_MIN if none) */
+    int64_t at; /* the T asked, or the latest event's ts (FF_TS_MIN if none) */
     int64_t occupancy;
-    bool settled;      /* at <= H */
+    bool settled; /* at <= H */
     uint64_t revision;
 } ff_count;
 
 /* Occupancy of a space at T (events with ts <= T), O(log n); has_at false: latest.
  * FF_ENOTFOUND for an unknown space. */
-int ff_engine_count(const ff_engine *e, uint32_t space_id, bool has_at, int64_t at,
-                    ff_count *out);
+int ff_engine_count(const ff_engine *e, uint32_t space_id, bool has_at, int64_t at, ff_count *out);
 
 typedef struct ff_bucket {
     int64_t start, end;
@@ -304,11 +303,11 @@ typedef struct ff_engine_stats {
     int64_t max_ts;                   /* largest accepted ts, FF_TS_MIN if none */
     uint64_t log_bytes;
     uint32_t log_files;
-    uint64_t segments_sealed;         /* segments written since open (seals, rewrites) */
-    size_t pending_row_bytes;         /* sizeof one pending row */
-    uint64_t sealed_rows;             /* rows in segments, all spaces (not in memory) */
-    uint32_t segments;                /* live segment files open */
-    uint64_t segments_rewritten;      /* corrected versions written for late events */
+    uint64_t segments_sealed;    /* segments written since open (seals, rewrites) */
+    size_t pending_row_bytes;    /* sizeof one pending row */
+    uint64_t sealed_rows;        /* rows in segments, all spaces (not in memory) */
+    uint32_t segments;           /* live segment files open */
+    uint64_t segments_rewritten; /* corrected versions written for late events */
 } ff_engine_stats;
 
 void ff_engine_stats_get(const ff_engine *e, ff_engine_stats *out);

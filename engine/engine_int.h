@@ -46,8 +46,8 @@ typedef struct ff__space {
     bool live;
     uint32_t refs; /* assignment versions naming it as entry or exit */
     uint64_t revision;
-    ff__rows rows;      /* rows after the sealed ones (ts > sealed_upto) */
-    ff__sealed *sx;     /* the space's sealed rows, by time; see engine/seal.c */
+    ff__rows rows;  /* rows after the sealed ones (ts > sealed_upto) */
+    ff__sealed *sx; /* the space's sealed rows, by time; see engine/seal.c */
     size_t nsx, capsx;
     uint64_t sealed_rows;
 } ff__space;
@@ -98,15 +98,15 @@ struct ff_engine {
     size_t nscratch, capscratch;
 
     /* sealing (engine/seal.c); nothing is sealed without a data_dir */
-    char *seg_dir;       /* <data_dir>/segments */
-    ff__segref *segs;    /* by start; windows are disjoint and ascending */
+    char *seg_dir;    /* <data_dir>/segments */
+    ff__segref *segs; /* by start; windows are disjoint and ascending */
     size_t nsegs, capsegs;
-    int64_t sealed_upto; /* every row with ts <= this is in a segment; FF_TS_MIN */
+    int64_t sealed_upto;         /* every row with ts <= this is in a segment; FF_TS_MIN */
     uint64_t settled_since_seal; /* rows settled since the last seal */
-    int64_t last_seal;   /* wall clock of the last seal (or of open) */
+    int64_t last_seal;           /* wall clock of the last seal (or of open) */
     uint64_t segments_sealed, segments_rewritten;
-    uint64_t ck_lsn;     /* log position the checkpoint covers (engine/checkpoint.c) */
-    bool amend_pending;  /* segments were rewritten since the last checkpoint */
+    uint64_t ck_lsn;    /* log position the checkpoint covers (engine/checkpoint.c) */
+    bool amend_pending; /* segments were rewritten since the last checkpoint */
     uint32_t next_seg_id;
     bool merge_scan;     /* a seal or merge happened: look for segments to merge */
     ff__segref *garbage; /* replaced versions the checkpoint still names (seg NULL) */

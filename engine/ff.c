@@ -9,8 +9,8 @@
 const char *ff_strerror(int err)
 {
     switch (err) {
-#define FF__ERR_MSG(name, val, msg)                                                        \
-    case FF_E##name:                                                                       \
+#define FF__ERR_MSG(name, val, msg)                                                                \
+    case FF_E##name:                                                                               \
         return msg;
         FF_ERRNO_MAP(FF__ERR_MSG)
 #undef FF__ERR_MSG
@@ -24,8 +24,8 @@ const char *ff_strerror(int err)
 const char *ff_errname(int err)
 {
     switch (err) {
-#define FF__ERR_NAME(name, val, msg)                                                       \
-    case FF_E##name:                                                                       \
+#define FF__ERR_NAME(name, val, msg)                                                               \
+    case FF_E##name:                                                                               \
         return "FF_E" #name;
         FF_ERRNO_MAP(FF__ERR_NAME)
 #undef FF__ERR_NAME

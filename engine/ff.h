@@ -28,8 +28,8 @@ typedef int64_t ff_ts;
 #define FF_TS_MAX INT64_MAX
 #define FF_SECOND ((int64_t)1000000)
 #define FF_MINUTE (60 * FF_SECOND)
-#define FF_HOUR (60 * FF_MINUTE)
-#define FF_DAY (24 * FF_HOUR)
+#define FF_HOUR   (60 * FF_MINUTE)
+#define FF_DAY    (24 * FF_HOUR)
 
 /*
  * One DPU event, laid out exactly as the 16-byte wire record of SPEC §3 (on a
@@ -50,21 +50,21 @@ _Static_assert(sizeof(ff_event) == 16, "ff_event is the 16-byte wire record");
 /*
  * The error band. X(NAME, value, message). Values sit far below any -errno.
  */
-#define FF_ERRNO_MAP(X)                                                                    \
-    X(CORRUPT, -20001, "data is corrupt")                                                  \
-    X(FORMAT, -20002, "not a footfall file or malformed input")                            \
-    X(VERSION, -20003, "unsupported format version")                                       \
-    X(LATE, -20004, "event is late (at or before the horizon)")                            \
-    X(TOOOLD, -20005, "event is older than the horizon minus max lateness")                \
-    X(FUTURE, -20006, "event is too far in the future")                                    \
-    X(CONFLICT, -20007, "conflicts with existing state")                                   \
-    X(EXIST, -20008, "already exists")                                                    \
-    X(NOTFOUND, -20009, "no such id")                                                      \
-    X(INVAL, -20010, "invalid value")                                                    \
-    X(REF, -20011, "refers to an unknown id")                                              \
-    X(OVERLOAD, -20012, "overloaded, retry later")                                         \
-    X(ARCHIVED, -20013, "range is archived")                                               \
-    X(TOOBIG, -20014, "too big")                                                           \
+#define FF_ERRNO_MAP(X)                                                                            \
+    X(CORRUPT, -20001, "data is corrupt")                                                          \
+    X(FORMAT, -20002, "not a footfall file or malformed input")                                    \
+    X(VERSION, -20003, "unsupported format version")                                               \
+    X(LATE, -20004, "event is late (at or before the horizon)")                                    \
+    X(TOOOLD, -20005, "event is older than the horizon minus max lateness")                        \
+    X(FUTURE, -20006, "event is too far in the future")                                            \
+    X(CONFLICT, -20007, "conflicts with existing state")                                           \
+    X(EXIST, -20008, "already exists")                                                             \
+    X(NOTFOUND, -20009, "no such id")                                                              \
+    X(INVAL, -20010, "invalid value")                                                              \
+    X(REF, -20011, "refers to an unknown id")                                                      \
+    X(OVERLOAD, -20012, "overloaded, retry later")                                                 \
+    X(ARCHIVED, -20013, "range is archived")                                                       \
+    X(TOOBIG, -20014, "too big")                                                                   \
     X(UNKNOWNDPU, -20015, "unknown DPU")
 
 enum {
@@ -73,7 +73,7 @@ enum {
 #undef FF__ERR_ENUM
 };
 /* Older spellings, kept so no caller breaks. */
-#define FF_EEXISTS FF_EEXIST
+#define FF_EEXISTS  FF_EEXIST
 #define FF_EINVALID FF_EINVAL
 
 /* The message for err (an FF_E* code or a -errno); never NULL, static storage. */
@@ -97,9 +97,9 @@ _Noreturn void ff_panic(const char *file, int line, const char *fmt, ...)
 
 /* FF_ASSERT checks an invariant in every build (cheap checks only); FF_DEBUG_ASSERT only
  * in debug builds (NDEBUG unset). */
-#define FF_ASSERT(c)                                                                       \
-    do {                                                                                   \
-        if (__builtin_expect(!(c), 0)) FF_PANIC("assertion failed: %s", #c);               \
+#define FF_ASSERT(c)                                                                               \
+    do {                                                                                           \
+        if (__builtin_expect(!(c), 0)) FF_PANIC("assertion failed: %s", #c);                       \
     } while (0)
 #ifdef NDEBUG
 #define FF_DEBUG_ASSERT(c) ((void)0)
@@ -107,8 +107,8 @@ _Noreturn void ff_panic(const char *file, int line, const char *fmt, ...)
 #define FF_DEBUG_ASSERT(c) FF_ASSERT(c)
 #endif
 
-#define FF_LIKELY(x) __builtin_expect(!!(x), 1)
-#define FF_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define FF_LIKELY(x)    __builtin_expect(!!(x), 1)
+#define FF_UNLIKELY(x)  __builtin_expect(!!(x), 0)
 #define FF_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 #endif /* FF_H */

@@ -127,8 +127,8 @@ int ff_engine_counts(const ff_engine *e, uint32_t space_id, int64_t start, int64
     if (rc < 0) return rc;
     for (; w.k < nb; w.k++) {
         out[w.k].occupancy_end = w.occ;
-        if (w.k + 1 < nb) out[w.k + 1].occupancy_start = out[w.k + 1].min =
-            out[w.k + 1].max = w.occ;
+        if (w.k + 1 < nb)
+            out[w.k + 1].occupancy_start = out[w.k + 1].min = out[w.k + 1].max = w.occ;
     }
     *n = (size_t)nb;
     if (revision) *revision = s->revision;
@@ -183,8 +183,8 @@ static int gather_row(void *ctx, const ff__row *x)
 }
 
 /* Appends the rows of DPU b->dpu with lo <= ts < hi (memory rows only when s is NULL). */
-static int gather(const ff_engine *e, evbuf *b, const ff__space *s, const ff__rows *r,
-                  int64_t lo, int64_t hi)
+static int gather(const ff_engine *e, evbuf *b, const ff__space *s, const ff__rows *r, int64_t lo,
+                  int64_t hi)
 {
     if (s) return ff__space_scan(e, s, lo, hi, NULL, gather_row, b);
     size_t n = ff__rows_n(r);

@@ -221,8 +221,8 @@ static ff_seg_row seg_row_of(const ff__row *x)
 }
 
 /* Writes the first k[i] settled rows of each space slots[i] into segment `name`. */
-static int write_segment(ff_engine *e, const char *name, const uint32_t *slots,
-                         const size_t *k, size_t n)
+static int write_segment(ff_engine *e, const char *name, const uint32_t *slots, const size_t *k,
+                         size_t n)
 {
     ff_seg_writer *w;
     int rc = ff_seg_writer_open(&w, e->seg_dir, name, NULL);
@@ -451,7 +451,8 @@ static void amend_rows(rowbuf *b, amend *a)
         b->r[p] = a->row;
     }
     int64_t occ = a->occ_before;
-    for (size_t i = 0; i < b->n; i++) occ = b->r[i].occupancy = ff__fold(occ, b->r[i].delta, a->s->rows.clamp);
+    for (size_t i = 0; i < b->n; i++)
+        occ = b->r[i].occupancy = ff__fold(occ, b->r[i].delta, a->s->rows.clamp);
     a->out.rows = b->n;
     a->out.first_ts = b->r[0].ts;
     a->out.last_ts = b->r[b->n - 1].ts;
@@ -509,8 +510,8 @@ static int rewrite(ff_engine *e, size_t g, amend *a)
     rc = ff_seg_writer_finish(w, ref->in_ck ? NULL : old, NULL);
     if (rc == 0 && ref->in_ck) {
         e->garbage = ff_xgrow(e->garbage, &e->capgarbage, e->ngarbage + 1, sizeof(*e->garbage));
-        e->garbage[e->ngarbage++] = (ff__segref){.start = ref->start, .end = ref->end,
-                                                 .version = ref->version};
+        e->garbage[e->ngarbage++] =
+            (ff__segref){.start = ref->start, .end = ref->end, .version = ref->version};
     }
     snprintf(path, sizeof(path), "%s/%s", e->seg_dir, name);
     ff_seg *seg;
@@ -580,7 +581,8 @@ static int copy_pair(const ff_engine *e, size_t i, ff_seg_writer *w)
         b.n = 0;
         if (ua) rc = ff_seg_rows(sa, id, FF_TS_MIN, FF_TS_MAX, NULL, collect, &b);
         if (ub && rc == 0) rc = ff_seg_rows(sb, id, FF_TS_MIN, FF_TS_MAX, NULL, collect, &b);
-        if (rc == 0) rc = ff_seg_writer_add_space(w, id, ua ? pa.occ_before : pb.occ_before, b.r, b.n);
+        if (rc == 0)
+            rc = ff_seg_writer_add_space(w, id, ua ? pa.occ_before : pb.occ_before, b.r, b.n);
         x += ua;
         y += ub;
     }
@@ -627,8 +629,8 @@ static void retire(ff_engine *e, size_t i)
     ff__segref *r = &e->segs[i];
     if (r->in_ck) {
         e->garbage = ff_xgrow(e->garbage, &e->capgarbage, e->ngarbage + 1, sizeof(*e->garbage));
-        e->garbage[e->ngarbage++] = (ff__segref){.start = r->start, .end = r->end,
-                                                 .version = r->version};
+        e->garbage[e->ngarbage++] =
+            (ff__segref){.start = r->start, .end = r->end, .version = r->version};
     } else {
         char name[FF_SEG_NAME_MAX], path[4096];
         ff_seg_name(name, r->start, r->end, r->version);
@@ -753,7 +755,9 @@ static int seg_row_cb(void *ctx, const ff_seg_row *r)
                  .seq = r->seq,
                  .dir = r->direction,
                  .delta = r->delta,
-                 .occ = (int32_t)(o > INT32_MAX ? INT32_MAX : o < INT32_MIN ? INT32_MIN : o)};
+                 .occ = (int32_t)(o > INT32_MAX   ? INT32_MAX
+                                  : o < INT32_MIN ? INT32_MIN
+                                                  : o)};
     return sc->cb(sc->ctx, &x);
 }
 
@@ -859,8 +863,7 @@ void ff__seal_check(const ff_engine *e)
         FF_ASSERT(g->start == (i == 0 ? FF_TS_MIN : e->segs[i - 1].end + 1));
         FF_ASSERT(i == 0 || e->segs[i - 1].id < g->id);
     }
-    FF_ASSERT(e->nsegs ? e->segs[e->nsegs - 1].end == e->sealed_upto
-                       : e->sealed_upto == FF_TS_MIN);
+    FF_ASSERT(e->nsegs ? e->segs[e->nsegs - 1].end == e->sealed_upto : e->sealed_upto == FF_TS_MIN);
     for (size_t i = 0; i < e->nspaces; i++)
         if (e->spaces[i].live) check_space(e, &e->spaces[i]);
 }

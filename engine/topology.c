@@ -486,7 +486,8 @@ int ff__topo_dump(const ff_engine *e, ff__topo_op_cb cb, void *ctx)
         }
     for (size_t i = 0; i < e->ndoorways && !rc; i++)
         if (e->doorways[i].live) {
-            topo_op op = {.op = OP_DOOR_PUT, .id = e->doorways[i].def.id, .door = e->doorways[i].def};
+            topo_op op = {
+                .op = OP_DOOR_PUT, .id = e->doorways[i].def.id, .door = e->doorways[i].def};
             rc = cb(ctx, buf, encode(&op, buf));
         }
     for (size_t i = 0; i < e->ndpus && !rc; i++) {

@@ -23,7 +23,7 @@ static ff_engine *open_dir(ff_engine_recovery *rep)
 {
     ff_engine_opts o = test_opts(&clk);
     o.data_dir = dir;
-    o.log_file_bytes = 8192; /* several files: rotation during the test */
+    o.log_file_bytes = 8192;  /* several files: rotation during the test */
     o.seal_rows = UINT64_MAX; /* the log alone (sealing: test_seal.c) */
     o.seal_age_us = INT64_MAX;
     ff_engine *e = NULL;

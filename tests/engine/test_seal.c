@@ -55,7 +55,7 @@ static void make_script(script *s, uint64_t seed)
             a->ev = ev_make(100 + rnd(NDPUS), ts, rnd(2) ? 1 : -1, (uint16_t)rnd(3));
         }
         uint32_t r = rnd(100);
-        int64_t delay = r < 80 ? rnd(30) * FF_SECOND
+        int64_t delay = r < 80   ? rnd(30) * FF_SECOND
                         : r < 97 ? rnd(15) * FF_MINUTE
                                  : (int64_t)(21 + rnd(30)) * FF_MINUTE;
         a->now = a->ev.ts + delay;
@@ -63,8 +63,8 @@ static void make_script(script *s, uint64_t seed)
     }
     qsort(s->a, NEVENTS, sizeof(s->a[0]), cmp_arrival);
     for (int i = 0; i < NTIMES; i++)
-        s->times[i] = T0 - FF_MINUTE + (int64_t)rnd((uint32_t)((SPAN + 2 * FF_HOUR) / FF_SECOND)) *
-                                           FF_SECOND;
+        s->times[i] =
+            T0 - FF_MINUTE + (int64_t)rnd((uint32_t)((SPAN + 2 * FF_HOUR) / FF_SECOND)) * FF_SECOND;
 }
 
 static ff_engine_opts seal_opts(fake_clock *clk, const char *dir)
@@ -233,8 +233,8 @@ Test(seal, resident_rows_drop_after_sealing)
         total += info.rows;
     }
     cr_assert_eq(st.settled_rows + st.pending_rows + st.sealed_rows, total);
-    cr_assert_lt(st.settled_rows + st.pending_rows, total / 2,
-                 "resident %llu of %llu rows", (unsigned long long)(st.settled_rows + st.pending_rows),
+    cr_assert_lt(st.settled_rows + st.pending_rows, total / 2, "resident %llu of %llu rows",
+                 (unsigned long long)(st.settled_rows + st.pending_rows),
                  (unsigned long long)total);
     cr_assert_gt(st.segments_sealed, 1);
     ff_engine_close(e);
@@ -317,8 +317,8 @@ Test(seal, a_crash_at_any_step_of_a_seal_loses_nothing)
             ff_engine *e = open_engine(&o);
             topology(e);
             int n = play_until_crash(e, &clk, &s, stops[k], (int)rnd(NEVENTS / 2));
-            cr_assert_lt(n, NEVENTS, "stop %d seed %llu: no seal reached the crash point",
-                         stops[k], (unsigned long long)seed);
+            cr_assert_lt(n, NEVENTS, "stop %d seed %llu: no seal reached the crash point", stops[k],
+                         (unsigned long long)seed);
             ff_engine_close(e); /* the crash: what is on disk stays as it is */
 
             answers want = reference_prefix(&s, n, clk.now);
