@@ -45,9 +45,9 @@ echo "result peer=footfall_import events=$EVENTS events_per_s=${FF:-0} fsync=$FS
 
 # --- peers ----------------------------------------------------------------------------
 PG=$(TOPO="$WORK/topo.json" COPY_CSV="$WORK/events.csv" COPY_EVENTS="$EVENTS" \
-     bash "$ROOT/bench/peers/postgres.sh" | tee /dev/stderr | grep '^result ')
-IX=$(CSV="$WORK/events.csv" EVENTS="$EVENTS" bash "$ROOT/bench/peers/influxdb.sh" |
-     tee /dev/stderr | grep '^result ' || true)
+     bash "$ROOT/bench/peers/postgres.sh" >"$WORK/pg.out"; cat "$WORK/pg.out" >&2; grep '^result ' "$WORK/pg.out")
+IX=$(CSV="$WORK/events.csv" EVENTS="$EVENTS" bash "$ROOT/bench/peers/influxdb.sh" >"$WORK/ix.out"
+     cat "$WORK/ix.out" >&2; grep '^result ' "$WORK/ix.out" || true)
 
 rate() { grep "peer=$1 " | tr ' ' '\n' | sed -n 's/^events_per_s=//p' | head -1; }
 ratio() { awk -v a="${FF:-0}" -v b="$2" -v n="$1" 'BEGIN {
