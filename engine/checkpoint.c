@@ -5,7 +5,7 @@
  * FILE <data_dir>/checkpoint.ffc, little-endian, written whole and renamed into place:
  *
  *   0   8  magic "FFCKPT\0\1"
- *   8   4  version (1)
+ *   8   4  version (2; version 1, without the orphan rows, is still read)
  *   12  4  zero
  *   16  8  B: body length
  *   24  8  XXH3_64bits of the body
@@ -19,6 +19,9 @@
  *            u32 n, then n spaces: u32 id, u64 revision
  *            u32 n, then n topology operations: u32 len, len bytes (FF_LOG_TOPO payloads
  *                that rebuild spaces, doorways and every DPU version on an empty engine)
+ *            u32 n, then n DPUs with orphan rows (events counted in no space) with
+ *                ts <= sealed_upto: u32 dpu id, u32 k, then k events of 16 bytes
+ *                (ff_event, reserved 0) in canonical order            [version 2]
  *
  * PROTOCOL of a seal (engine/seal.c), each step durable before the next:
  *   1. ff_log_sync(); L = ff_log_written(): everything applied so far is at or below L,
@@ -43,7 +46,8 @@
  *     from their footers, revisions, H and max_ts restored; unnamed segment files are
  *     removed (leftovers of a seal or rewrite that did not commit).
  *   - log records with LSN <= L: topology and horizon records are skipped (in the
- *     checkpoint), events with ts <= sealed_upto are skipped (in the segments), other
+ *     checkpoint), events with ts <= sealed_upto are skipped (in the segments, or in the
+ *     checkpoint's orphan rows; a version 1 checkpoint replays orphans), other
  *     events are applied without bumping revisions (counted in the checkpoint already),
  *     attributed with the checkpoint's topology, which gives the same rows since a new
  *     DPU version re-attributes the pending rows after it anyway.
@@ -51,9 +55,19 @@
  *     <= sealed_upto is written into the named segment versions again, which never
  *     held it (a rewrite that held it was not committed); the open then commits.
  *   - a log that ends before L lost records the checkpoint relies on: FF_ECORRUPT.
+ *   - a log that starts after L (ff_log_start() > L: files the checkpoint does not
+ *     cover are gone) or after 0 without a checkpoint: FF_ECORRUPT.
  *
- * Log release. The log could now drop every file whose records all have LSN <= L; the
- * log API has no call for that yet, so log files are kept (see the report of issue 3).
+ * LOG RELEASE. A log record is redundant once a durable checkpoint covers it: its LSN
+ * is <= L and, for events, its ts <= sealed_upto (then it is in a segment or in the
+ * orphan rows above). Events with a later ts are only in memory and the log. To know
+ * which records those are without a second pass over the log, the engine keeps coarse
+ * chunks of the log (ff__lchunk: from which LSN on, latest event time), one per 1/16
+ * of a log file, noted at ingest and rebuilt by replay. After every checkpoint,
+ * upto = min(L, first LSN of the first chunk whose max_ts > sealed_upto) - 1 and the
+ * log releases every file that ends at or before upto (oldest first, see storage/log.c).
+ * So the log holds about the pending window (settle time + one seal interval) plus one
+ * file, however long the server runs.
  */
 #include "engine/engine_int.h"
 
@@ -64,7 +78,7 @@
 #include <xxhash.h>
 
 #define CK_MAGIC   "FFCKPT\0\1"
-#define CK_VERSION 1u
+#define CK_VERSION 2u
 #define CK_HDR     32u
 #define CK_NAME    "checkpoint.ffc"
 
@@ -100,6 +114,30 @@ static int put_topo(void *ctx, const void *payload, uint32_t len)
     return 0;
 }
 
+/* The orphan rows with ts <= sealed_upto (a prefix of each DPU's list). */
+static void put_orphans(const ff_engine *e, obuf *b)
+{
+    size_t at = b->n;
+    uint32_t ndpus = 0;
+    put_u32(b, 0);
+    for (size_t i = 0; i < e->ndpus; i++) {
+        const ff__rows *r = e->dpus[i].orphans;
+        size_t k = 0;
+        while (r && k < ff__rows_n(r) && ff__rows_at(r, k)->ts <= e->sealed_upto) k++;
+        if (!k) continue;
+        put_u32(b, e->dpus[i].id);
+        put_u32(b, (uint32_t)k);
+        for (size_t j = 0; j < k; j++) {
+            const ff__row *row = ff__rows_at(r, j);
+            ff_event ev = {
+                .dpu_id = row->dpu, .direction = row->dir, .seq = row->seq, .ts = row->ts};
+            put(b, &ev, sizeof(ev));
+        }
+        ndpus++;
+    }
+    memcpy(b->p + at, &ndpus, 4);
+}
+
 static void encode(const ff_engine *e, uint64_t lsn, obuf *b)
 {
     put(b, CK_MAGIC, 8);
@@ -133,6 +171,7 @@ static void encode(const ff_engine *e, uint64_t lsn, obuf *b)
         off += 4 + len;
     }
     memcpy(b->p + at, &nops, 4);
+    put_orphans(e, b);
     uint64_t blen = b->n - CK_HDR, sum = XXH3_64bits(b->p + CK_HDR, blen);
     memcpy(b->p + 16, &blen, 8);
     memcpy(b->p + 24, &sum, 8);
@@ -227,8 +266,8 @@ static int fail(char *err, size_t errlen, int rc, const char *path, const char *
 }
 
 /* Checks the header; on success r reads the body. */
-static int check_header(const unsigned char *p, size_t n, ibuf *r, const char *path, char *err,
-                        size_t errlen)
+static int check_header(const unsigned char *p, size_t n, ibuf *r, uint32_t *version,
+                        const char *path, char *err, size_t errlen)
 {
     if (n < CK_HDR || memcmp(p, CK_MAGIC, 8) != 0)
         return fail(err, errlen, FF_EFORMAT, path, "not a footfall checkpoint");
@@ -237,13 +276,14 @@ static int check_header(const unsigned char *p, size_t n, ibuf *r, const char *p
     memcpy(&ver, p + 8, 4);
     memcpy(&blen, p + 16, 8);
     memcpy(&sum, p + 24, 8);
-    if (ver != CK_VERSION) {
+    if (ver != 1 && ver != CK_VERSION) {
         snprintf(err, errlen, "%s: version %u, expected %u", path, ver, CK_VERSION);
         return FF_EVERSION;
     }
     if (blen != n - CK_HDR || XXH3_64bits(p + CK_HDR, blen) != sum)
         return fail(err, errlen, FF_ECORRUPT, path, "corrupt (length or checksum)");
     *r = (ibuf){p + CK_HDR, p + n, false};
+    *version = ver;
     return 0;
 }
 
@@ -261,7 +301,7 @@ static int load_spaces(ff_engine *e, ibuf *r, uint32_t *ids, uint64_t *revs, uin
         if (ff__topo_replay(e, r->p, len) < 0) return FF_ECORRUPT;
         r->p += len;
     }
-    if (r->bad || r->p != r->end) return FF_ECORRUPT;
+    if (r->bad) return FF_ECORRUPT;
     for (uint32_t i = 0; i < nsp; i++) {
         ff__space *s = ff__space_find(e, ids[i]);
         if (!s) return FF_ECORRUPT;
@@ -270,7 +310,31 @@ static int load_spaces(ff_engine *e, ibuf *r, uint32_t *ids, uint64_t *revs, uin
     return 0;
 }
 
-static int load_body(ff_engine *e, ibuf *r, const char *path, char *err, size_t errlen)
+/* The orphan rows (version 2), after the topology they belong to. */
+static int load_orphans(ff_engine *e, ibuf *r)
+{
+    uint32_t ndpus = (uint32_t)get(r, 4);
+    for (uint32_t i = 0; i < ndpus && !r->bad; i++) {
+        ff__dpu *d = ff__dpu_find(e, (uint32_t)get(r, 4));
+        uint32_t k = (uint32_t)get(r, 4);
+        if (r->bad || !d || (size_t)(r->end - r->p) / sizeof(ff_event) < k) return FF_ECORRUPT;
+        if (!d->orphans) d->orphans = ff_xcalloc(1, sizeof(*d->orphans));
+        for (uint32_t j = 0; j < k; j++) {
+            ff_event ev;
+            memcpy(&ev, r->p, sizeof(ev));
+            r->p += sizeof(ev);
+            if (ev.dpu_id != d->id || (ev.direction != 1 && ev.direction != -1) ||
+                ev.ts > e->sealed_upto)
+                return FF_ECORRUPT;
+            ff__row row = {.ts = ev.ts, .dpu = ev.dpu_id, .seq = ev.seq, .dir = ev.direction};
+            ff__rows_insert(d->orphans, &row);
+        }
+    }
+    return r->bad ? FF_ECORRUPT : 0;
+}
+
+static int load_body(ff_engine *e, ibuf *r, uint32_t ckver, const char *path, char *err,
+                     size_t errlen)
 {
     e->sealed_upto = (int64_t)get(r, 8);
     e->ck_lsn = get(r, 8);
@@ -290,6 +354,10 @@ static int load_body(ff_engine *e, ibuf *r, const char *path, char *err, size_t 
     free(ids);
     free(revs);
     if (rc < 0) return fail(err, errlen, rc, path, "corrupt topology or revisions");
+    e->ck_orphans = ckver >= 2;
+    if (e->ck_orphans && load_orphans(e, r) < 0)
+        return fail(err, errlen, FF_ECORRUPT, path, "corrupt orphan rows");
+    if (r->p != r->end) return fail(err, errlen, FF_ECORRUPT, path, "corrupt body");
     ibuf sr = {segs, segs + (size_t)nseg * 20, false};
     for (uint32_t i = 0; i < nseg && rc == 0; i++) {
         int64_t start = (int64_t)get(&sr, 8), end = (int64_t)get(&sr, 8);
@@ -311,8 +379,45 @@ int ff__ckpt_load(ff_engine *e, char *err, size_t errlen)
     if (rc == -ENOENT) return 0;
     if (rc < 0) return fail(err, errlen, rc, path, strerror(-rc));
     ibuf r = {0};
-    rc = check_header(p, n, &r, path, err, errlen);
-    if (rc == 0) rc = load_body(e, &r, path, err, errlen);
+    uint32_t version = 0;
+    rc = check_header(p, n, &r, &version, path, err, errlen);
+    if (rc == 0) rc = load_body(e, &r, version, path, err, errlen);
     free(p);
     return rc;
+}
+
+/* ---- log release ---- */
+
+/* Chunks per log file: release is exact to 1/16 of a file. */
+#define LCHUNKS_PER_FILE 16
+
+void ff__ckpt_note(ff_engine *e, uint64_t lsn, int64_t max_ts)
+{
+    uint64_t file = e->o.log_file_bytes ? e->o.log_file_bytes : (uint64_t)64 << 20;
+    ff__lchunk *c = e->nlch ? &e->lch[e->nlch - 1] : NULL;
+    if (c && lsn - c->from < file / LCHUNKS_PER_FILE) {
+        if (max_ts > c->max_ts) c->max_ts = max_ts;
+        return;
+    }
+    e->lch = ff_xgrow(e->lch, &e->caplch, e->nlch + 1, sizeof(*e->lch));
+    e->lch[e->nlch++] = (ff__lchunk){lsn, max_ts};
+}
+
+int ff__ckpt_release(ff_engine *e)
+{
+    if (!e->log) return 0;
+    uint64_t upto = e->ck_lsn;
+    size_t i = 0;
+    while (i < e->nlch && e->lch[i].max_ts <= e->sealed_upto) i++;
+    if (i < e->nlch && e->lch[i].from - 1 < upto) upto = e->lch[i].from - 1;
+    /* chunks wholly at or before upto are no longer needed */
+    size_t drop = 0;
+    while (drop + 1 < e->nlch && e->lch[drop + 1].from <= upto + 1) drop++;
+    if (drop) {
+        memmove(e->lch, e->lch + drop, (e->nlch - drop) * sizeof(*e->lch));
+        e->nlch -= drop;
+    }
+    int rc = ff_log_release(e->log, upto);
+    if (rc > 0) e->log_released += (uint64_t)rc;
+    return rc < 0 ? rc : 0;
 }

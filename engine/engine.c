@@ -223,7 +223,7 @@ int ff_engine_ingest(ff_engine *e, const ff_event *ev, size_t n, uint8_t *outcom
             rec = ff_log_reserve(e->log, FF_LOG_EVENTS, (uint32_t)(n * sizeof(ff_event)), &err);
         if (!rec) return err;
     }
-    int64_t now = ff__now(e);
+    int64_t now = ff__now(e), bmax = FF_TS_MIN;
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (i % PREFETCH_CHUNK == 0)
@@ -239,10 +239,14 @@ int ff_engine_ingest(ff_engine *e, const ff_event *ev, size_t n, uint8_t *outcom
         x.reserved = o == FF_OUT_LATE ? FF_EVF_LATE : 0;
         if (rec) rec[k] = x;
         k++;
+        if (x.ts > bmax) bmax = x.ts;
         r.late += o == FF_OUT_LATE;
         ff__apply_event(e, d, &x);
     }
-    if (e->log) ff_log_commit(e->log, (uint32_t)(k * sizeof(ff_event)));
+    if (e->log) {
+        uint64_t lsn = ff_log_commit(e->log, (uint32_t)(k * sizeof(ff_event)));
+        if (k) ff__ckpt_note(e, lsn, bmax);
+    }
     if (e->amend_pending) ff__seal_commit(e); /* on failure, retried by the next tick */
     if (k) e->last_accept = now;
     r.accepted = (uint32_t)k;
@@ -337,10 +341,12 @@ static bool counts_in_a_space(const ff__dpu *d, int64_t ts)
 
 /* Replays the events of one record; covered: the record is at or before the
  * checkpoint's LSN (engine/checkpoint.c gives the rules). */
-static int replay_events(ff_engine *e, const void *payload, uint32_t len, bool covered)
+static int replay_events(ff_engine *e, const void *payload, uint32_t len, uint64_t lsn,
+                         bool covered)
 {
     if (len % sizeof(ff_event)) return FF_ECORRUPT;
     const unsigned char *p = payload;
+    int64_t bmax = FF_TS_MIN;
     for (uint32_t off = 0; off < len; off += sizeof(ff_event)) {
         ff_event ev;
         memcpy(&ev, p + off, sizeof(ev));
@@ -348,27 +354,33 @@ static int replay_events(ff_engine *e, const void *payload, uint32_t len, bool c
         if (!d || (ev.direction != 1 && ev.direction != -1) || ev.ts < 0 ||
             (ev.reserved & ~FF_EVF_LATE))
             return FF_ECORRUPT;
+        if (ev.ts > bmax) bmax = ev.ts;
         if (covered) ev.reserved = 0; /* its revision is in the checkpoint */
-        if (covered && ev.ts <= e->sealed_upto && counts_in_a_space(d, ev.ts)) {
-            e->events_skipped++; /* in the segments */
+        if (covered && ev.ts <= e->sealed_upto && (e->ck_orphans || counts_in_a_space(d, ev.ts))) {
+            e->events_skipped++; /* in the segments or the checkpoint's orphan rows */
             continue;
         }
         ff__apply_event(e, d, &ev);
         e->events_replayed++;
     }
+    ff__ckpt_note(e, lsn, bmax);
     return 0;
 }
 
 static int replay_cb(void *ctx, int type, const void *payload, uint32_t len, uint64_t lsn)
 {
     ff_engine *e = ctx;
+    if (e->lrep->start > e->ck_lsn) { /* records the checkpoint does not cover are gone */
+        e->log_gap = true;
+        return FF_ECORRUPT;
+    }
     if (lsn <= e->ck_lsn) { /* the checkpoint holds the topology and H as of its LSN */
-        if (type == FF_LOG_EVENTS) return replay_events(e, payload, len, true);
+        if (type == FF_LOG_EVENTS) return replay_events(e, payload, len, lsn, true);
         return type == FF_LOG_TOPO || type == FF_LOG_HORIZON ? 0 : FF_EVERSION;
     }
     switch (type) {
     case FF_LOG_EVENTS:
-        return replay_events(e, payload, len, false);
+        return replay_events(e, payload, len, lsn, false);
     case FF_LOG_TOPO:
         return ff__topo_replay(e, payload, len);
     case FF_LOG_HORIZON: {
@@ -410,8 +422,15 @@ int ff_engine_open(ff_engine **out, const ff_engine_opts *opts, ff_engine_recove
         ff_log_opts lo = {.file_bytes = e->o.log_file_bytes};
         ff_log_recovery lr, *plr = rep ? &rep->log : &lr;
         memset(plr, 0, sizeof(*plr));
+        e->lrep = plr;
         rc = ff_log_open(&e->log, e->o.data_dir, &lo, replay_cb, e, plr);
-        if (rc < 0 && plr->cut_reason[0]) /* the log's message names file and offset */
+        e->lrep = NULL;
+        if ((rc < 0 && e->log_gap) || (rc == 0 && ff_log_start(e->log) > e->ck_lsn)) {
+            snprintf(err, sizeof(err),
+                     "%s: log files before LSN %llu are missing and no checkpoint covers them",
+                     e->o.data_dir, (unsigned long long)plr->start);
+            rc = FF_ECORRUPT;
+        } else if (rc < 0 && plr->cut_reason[0]) /* the log's message names file and offset */
             snprintf(err, sizeof(err), "%s", plr->cut_reason);
         else if (rc < 0)
             snprintf(err, sizeof(err), "%s: log: %s", e->o.data_dir, ff_strerror(rc));

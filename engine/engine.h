@@ -308,6 +308,7 @@ typedef struct ff_engine_stats {
     uint64_t sealed_rows;        /* rows in segments, all spaces (not in memory) */
     uint32_t segments;           /* live segment files open */
     uint64_t segments_rewritten; /* corrected versions written for late events */
+    uint64_t log_files_released; /* log files removed since open: all they held is sealed */
 } ff_engine_stats;
 
 void ff_engine_stats_get(const ff_engine *e, ff_engine_stats *out);

@@ -41,6 +41,13 @@ typedef struct ff__segref {
     bool in_ck; /* named by the checkpoint on disk */
 } ff__segref;
 
+/* Log coverage (engine/checkpoint.c): the latest event time in the event records with
+ * LSN in [from, next chunk's from). */
+typedef struct ff__lchunk {
+    uint64_t from;
+    int64_t max_ts;
+} ff__lchunk;
+
 typedef struct ff__space {
     ff_space_def def;
     bool live;
@@ -111,6 +118,14 @@ struct ff_engine {
     bool merge_scan;     /* a seal or merge happened: look for segments to merge */
     ff__segref *garbage; /* replaced versions the checkpoint still names (seg NULL) */
     size_t ngarbage, capgarbage;
+
+    /* log release (engine/checkpoint.c) */
+    ff__lchunk *lch; /* by from; chunks of the log not released yet */
+    size_t nlch, caplch;
+    bool ck_orphans;             /* the loaded checkpoint holds the orphan rows (version >= 2) */
+    uint64_t log_released;       /* log files released */
+    const ff_log_recovery *lrep; /* during replay: what the log found so far */
+    bool log_gap;                /* replay stopped: the log starts after the checkpoint */
 };
 
 /* The versions of a DPU. */
@@ -202,6 +217,10 @@ int ff__ckpt_write(ff_engine *e, uint64_t lsn);
 /* Loads the checkpoint if there is one (topology, revisions, H, segments). Errors name
  * the file in err. */
 int ff__ckpt_load(ff_engine *e, char *err, size_t errlen);
+/* Notes an event record at lsn whose latest event time is max_ts (ingest and replay). */
+void ff__ckpt_note(ff_engine *e, uint64_t lsn, int64_t max_ts);
+/* Releases the log files the checkpoint on disk makes redundant; 0 or -errno. */
+int ff__ckpt_release(ff_engine *e);
 
 /* Crash points for tests: a seal stops (as a crash would) once it reaches the step set
  * here, and sets it to FF__STOP_HIT. Always FF__STOP_NONE outside tests. */

@@ -252,6 +252,7 @@ void ff_engine_stats_get(const ff_engine *e, ff_engine_stats *out)
     if (e->log) {
         out->log_bytes = ff_log_disk_bytes(e->log);
         out->log_files = ff_log_files(e->log);
+        out->log_files_released = e->log_released;
     }
     out->pending_row_bytes = sizeof(ff__row);
 }

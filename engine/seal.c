@@ -168,6 +168,8 @@ void ff__seal_close(ff_engine *e)
     for (size_t i = 0; i < e->nsegs; i++) ff_seg_close(e->segs[i].seg);
     free(e->segs);
     free(e->garbage);
+    free(e->lch);
+    e->lch = NULL;
     free(e->seg_dir);
     e->segs = NULL;
     e->nsegs = e->capsegs = 0;
@@ -321,7 +323,8 @@ static int commit(ff_engine *e, uint64_t lsn)
     if (rc < 0) return rc;
     for (size_t i = 0; i < e->nsegs; i++) e->segs[i].in_ck = true;
     if (stop_at(FF__STOP_CKPT)) return -EINTR;
-    remove_garbage(e); /* committed already: a failure only leaves files for the open */
+    remove_garbage(e);   /* committed already: a failure only leaves files for the open */
+    ff__ckpt_release(e); /* likewise: a failure leaves files for the next checkpoint */
     return 0;
 }
 

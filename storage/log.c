@@ -43,8 +43,16 @@
  * checksum matches. The LSN field and the per-file salt mean that bytes of an earlier
  * life (a stale record, another file) never validate at another position or file.
  *
- * RECOVERY (ff_log_open) scans the files in order of base. Each header must be valid and
- * follow its predecessor (base = prev base + prev size, seq = prev seq + 1, prev_end =
+ * RELEASE. ff_log_release(upto) unlinks, oldest first, every file before the current one
+ * whose last record has LSN <= upto, then fsyncs the directory. Oldest first means a
+ * crash in the middle leaves a log that still starts at a file boundary and chains from
+ * there. The current file is never released. The owner decides what is safe to drop
+ * (footfall's engine: what its checkpoint covers); the log only keeps the order.
+ *
+ * RECOVERY (ff_log_open) scans the files in order of base. The first file present may
+ * have any seq (earlier ones were released): its prev_end becomes ff_log_start(), and
+ * the owner checks that nothing it needs lies at or before it. Each later header must
+ * be valid and follow its predecessor (base = prev base + prev size, seq = prev seq + 1, prev_end =
  * LSN of the predecessor's last valid record), so a missing or truncated file is seen.
  * In each file, records are read from offset 64: a 24-byte all-zero header (or no room
  * for a header) is the clean end of the file; any other invalid record ends it too:
@@ -121,6 +129,12 @@ struct fhdr {
     uint64_t seq, base, prev_end, salt, size;
 };
 
+/* A file before the current one: what release needs to know of it. */
+struct older {
+    uint64_t base, size;
+    uint64_t last; /* LSN of its last record (its prev_end when it holds none) */
+};
+
 struct ff_log {
     int dirfd;
     int fd;              /* current (last) file */
@@ -142,6 +156,9 @@ struct ff_log {
     uint8_t *retired;  /* mapping of a file rotated away during the job, or NULL */
     uint64_t retired_size;
     int retired_fd;
+    struct older *older; /* the files before the current one, oldest first */
+    size_t nolder, capolder;
+    uint64_t start; /* prev_end of the first file: every record <= it was released */
 };
 
 static inline uint64_t pad8(uint64_t n)
@@ -274,6 +291,8 @@ static void log_name(char out[NAME_LEN + 1], uint64_t base)
  *  2. durable <= written <= base + off, and written > prev_end-file-start implies the
  *     current file ends its records at written (written == base + off or no record).
  *  3. Without an open reservation, the 24 bytes at off (if they fit) are zero.
+ *  4. files == older files + 1; older files are contiguous, end where the current file
+ *     begins, and their last LSNs ascend from start.
  */
 static void __attribute__((unused)) log_check(const ff_log *log)
 {
@@ -285,6 +304,15 @@ static void __attribute__((unused)) log_check(const ff_log *log)
     if (log->resv_len == 0 && log->off + REC_HDR <= log->h.size) {
         for (unsigned i = 0; i < REC_HDR; i++) FF_ASSERT(log->map[log->off + i] == 0);
     }
+    FF_ASSERT(log->files == log->nolder + 1);
+    uint64_t last = log->start;
+    for (size_t i = 0; i < log->nolder; i++) {
+        const struct older *f = &log->older[i];
+        FF_ASSERT(f->last >= last);
+        FF_ASSERT(f->base + f->size == (i + 1 < log->nolder ? f[1].base : log->h.base));
+        last = f->last;
+    }
+    FF_ASSERT(log->nolder == 0 || last == log->h.prev_end);
 }
 
 #ifdef NDEBUG
@@ -368,6 +396,12 @@ static int map_file(int fd, uint64_t size, int writable, uint8_t **out)
  * Switches to a new file able to hold a record of `need` bytes. The current file is made
  * durable first, so a file is only ever followed by a complete predecessor.
  */
+static void push_older(ff_log *log, const struct fhdr *h, uint64_t last)
+{
+    log->older = ff_xgrow(log->older, &log->capolder, log->nolder + 1, sizeof(*log->older));
+    log->older[log->nolder++] = (struct older){h->base, h->size, last};
+}
+
 static int rotate(ff_log *log, uint64_t need)
 {
     struct fhdr h;
@@ -403,6 +437,7 @@ static int rotate(ff_log *log, uint64_t need)
         munmap(log->map, log->h.size);
         close(log->fd);
     }
+    push_older(log, &log->h, log->written);
     log->fd = fd;
     log->map = map;
     log->h = h;
@@ -665,6 +700,7 @@ static int finish_earlier(struct recover *r, const char *name, const struct fhdr
     r->have_prev = 1;
     r->prev = *h;
     r->prev_end = end > FILE_HDR ? h->base + end : h->prev_end;
+    push_older(r->log, h, r->prev_end);
     return 0;
 }
 
@@ -684,6 +720,8 @@ static int recover_file(struct recover *r, uint64_t base, int last)
     if (fd < 0) return -errno;
     rc = read_header(r, fd, name, base, last, &h);
     if (!rc) rc = check_chain(r, name, base, &h);
+    if (!rc && !r->have_prev) /* earlier files were released */
+        r->log->start = r->rep->start = h.prev_end;
     if (!rc) rc = check_length(r, fd, name, &h, last, &trunc);
     if (!rc) rc = map_file(fd, h.size, last, &map);
     if (rc) goto out_close;
@@ -782,6 +820,7 @@ out_dir:
     free(bases);
     close(log->dirfd);
 out_free:
+    free(log->older);
     free(log);
     return rc;
 }
@@ -940,6 +979,34 @@ uint32_t ff_log_files(const ff_log *log)
     return log->files;
 }
 
+uint64_t ff_log_start(const ff_log *log)
+{
+    return log->start;
+}
+
+int ff_log_release(ff_log *log, uint64_t upto)
+{
+    char name[NAME_LEN + 1];
+    int n = 0, rc = 0;
+
+    while (log->nolder && log->older[0].last <= upto) {
+        const struct older *f = &log->older[0];
+        log_name(name, f->base);
+        if (unlinkat(log->dirfd, name, 0) != 0 && errno != ENOENT) {
+            rc = -errno;
+            break;
+        }
+        log->start = f->last;
+        log->disk_bytes -= f->size;
+        log->files--;
+        memmove(log->older, log->older + 1, --log->nolder * sizeof(*log->older));
+        n++;
+    }
+    if (n && fsync(log->dirfd) != 0 && rc == 0) rc = -errno;
+    LOG_CHECK(log);
+    return rc ? rc : n;
+}
+
 int ff_log_close(ff_log *log)
 {
     if (!log) return 0;
@@ -949,6 +1016,7 @@ int ff_log_close(ff_log *log)
     munmap(log->map, log->h.size);
     if (close(log->fd) != 0 && rc == 0) rc = -errno;
     close(log->dirfd);
+    free(log->older);
     free(log);
     return rc;
 }

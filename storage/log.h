@@ -47,6 +47,7 @@ typedef struct ff_log_opts {
 /* What recovery found. Filled by ff_log_open(). */
 typedef struct ff_log_recovery {
     uint32_t files;       /* log files scanned */
+    uint64_t start;       /* ff_log_start(): set before the first record is replayed */
     uint64_t records;     /* valid records replayed */
     uint64_t bytes;       /* bytes of valid records */
     uint64_t cut_bytes;   /* non-zero bytes after the last valid record that were cut */
@@ -136,6 +137,17 @@ uint64_t ff_log_written(const ff_log *log);    /* LSN of the last committed reco
 uint64_t ff_log_durable(const ff_log *log);    /* everything <= this LSN is durable */
 uint64_t ff_log_disk_bytes(const ff_log *log); /* bytes the log files take on disk */
 uint32_t ff_log_files(const ff_log *log);      /* number of log files */
+
+/*
+ * Release: unlinks, oldest first, every file before the current one whose records all
+ * have LSN <= upto (the caller has made them redundant, e.g. by a checkpoint), and
+ * fsyncs the directory. The current file is never released. Returns the number of files
+ * released or -errno (files released before the error stay released).
+ */
+int ff_log_release(ff_log *log, uint64_t upto);
+/* Every record with LSN <= this was released (0 when nothing ever was): the first
+ * file's prev_end. Recovery only replays records after it. */
+uint64_t ff_log_start(const ff_log *log);
 
 /* Syncs and closes; frees log. */
 int ff_log_close(ff_log *log);

@@ -109,7 +109,39 @@ def damaged_segment():
     assert answers(srv, [1, 2], T0 - US, T0 + SPAN + US, with_meta=True) == state["answers"]
 
 
+def metric(srv, name):
+    m = srv.get("/metrics")
+    return int([x for x in m.splitlines() if x.startswith(name + " ")][0].split()[-1])
+
+
+def log_released():
+    """Log files whose events are all sealed are removed; a kill -9 and a restart from
+    what is left -- checkpoint, segments, the last log file -- answer identically."""
+    srv = Server("--settle", "1s", "--seal-rows", "500", "--seal-age", "1s", "--log-file-bytes", "8192")
+    try:
+        srv.send_tcp(BATCHES)
+        logs = lambda: sorted(f for f in os.listdir(srv.data_dir) if f.startswith("log-"))
+        time.sleep(1.8)
+        deadline = time.time() + 10
+        while metric(srv, "footfall_log_files_released_total") < 10 and time.time() < deadline:
+            time.sleep(0.2)
+        released = metric(srv, "footfall_log_files_released_total")
+        assert released >= 10, "only %d log files released" % released
+        assert len(logs()) <= 3, logs()
+        assert metric(srv, "footfall_log_files") == len(logs())
+        want = answers(srv, [1, 2], T0 - US, T0 + SPAN + US, with_meta=True)
+        assert want == state["answers"], "answers differ from the first server's"
+        srv.kill9()
+        srv.start()
+        assert answers(srv, [1, 2], T0 - US, T0 + SPAN + US, with_meta=True) == want
+        srv.send_tcp(BATCHES[:5])  # all duplicates now: the sealed rows still dedup them
+        assert answers(srv, [1, 2], T0 - US, T0 + SPAN + US, with_meta=True) == want
+    finally:
+        srv.close()
+
+
 for name, fn in [("footfalld seals; answers equal those from memory", seal_and_answer),
+                 ("log files are released once sealed; kill -9 restart is identical", log_released),
                  ("restart answers identically from segments + log", restart_identical),
                  ("footfall segments ls, dump, verify", offline_tools),
                  ("a damaged segment is named by verify and never read", damaged_segment)]:
