@@ -24,18 +24,22 @@
  *                (ff_event, reserved 0) in canonical order            [version 2]
  *
  * PROTOCOL of a seal (engine/seal.c), each step durable before the next:
- *   1. ff_log_sync(); L = ff_log_written(): everything applied so far is at or below L,
- *      and on disk.
- *   2. the segment: temp file, fsync, rename, fsync of the directory.
- *   3. the rows leave memory (the engine reads them from the mapped segment now).
+ *   1. the segment: the rows with ts <= to are copied at begin and written by the job
+ *      (perhaps on another thread): temp file, fsync, rename, fsync of the directory.
+ *   2. at the job's end, if the copied rows are still exactly the engine's: the rows
+ *      leave memory (the engine reads them from the mapped segment now).
+ *   3. ff_log_sync(); L = ff_log_written(): everything applied so far is at or below L,
+ *      and on disk. (Events applied after begin all have ts > to, or step 2 would have
+ *      discarded the job: they stay in memory and the log, and replay applies them.)
  *   4. the checkpoint: "checkpoint.ffc.tmp", fsync, rename over checkpoint.ffc, fsync of
  *      the directory. The rename is the commit point of the seal.
- *   5. segment files the new checkpoint no longer names are unlinked.
+ *   5. segment files the new checkpoint no longer names are unlinked; log files it
+ *      makes redundant are released (LOG RELEASE below).
  * A crash before 4 leaves the previous checkpoint, which names neither the new segment
  * nor anything after its L: recovery removes the unnamed segment and replays the log,
- * which still holds every event. A failed step 4 is retried by the next seal.
- * A batch of late events that rewrote sealed segments (engine/seal.c) is committed the
- * same way right after its log record: log sync, then steps 4 and 5.
+ * which still holds every event. A failed step 4 is retried by the next tick.
+ * A batch of late events that rewrote sealed segments (engine/seal.c), and a merge, are
+ * committed the same way: log sync, then steps 4 and 5.
  *
  * RECOVERY (ff__ckpt_load, then the log replay in engine.c):
  *   - no checkpoint: every segment file is removed (none is committed); replay all.

@@ -106,6 +106,7 @@ void ff__apply_event(ff_engine *e, ff__dpu *d, const ff_event *ev)
         if (!d->orphans) d->orphans = ff_xcalloc(1, sizeof(*d->orphans));
         insert_row(d->orphans, ev, 0);
     } else {
+        if (e->job && ev->ts <= e->seal_to) e->seal_dirty = true; /* engine/seal.c */
         for (int k = 0; k < 2; k++) {
             if (sl[k] == FF__NOIX) continue;
             ff__space *s = &e->spaces[sl[k]];
@@ -471,6 +472,7 @@ int ff_engine_open(ff_engine **out, const ff_engine_opts *opts, ff_engine_recove
 void ff_engine_close(ff_engine *e)
 {
     if (!e) return;
+    FF_ASSERT(!e->job); /* the caller ends its seal job first */
     if (e->log) ff_log_close(e->log);
     ff__seal_close(e);
     ff__topo_free(e);

@@ -53,6 +53,10 @@ typedef struct ff_engine_opts {
      * merged pairwise while the result holds at most seal_merge_rows rows, one merge
      * per tick, so a space's index stays short. 0 = 16 * seal_rows. */
     uint64_t seal_merge_rows;
+    /* The caller seals and merges through ff_engine_seal_begin/run/end (below), with
+     * the writing on another thread; ff_engine_tick() then does not (except the next
+     * seal after a discarded job). Default false: the tick does everything. */
+    bool seal_async;
 } ff_engine_opts;
 
 #define FF_SEAL_ROWS ((uint64_t)1 << 20)
@@ -206,12 +210,33 @@ int ff_engine_ingest(ff_engine *e, const ff_event *ev, size_t n, uint8_t *outcom
  * Time passes: applies the idle advance of H (no event accepted for settle_delay of
  * wall-clock time moves H up to the largest accepted ts; logged) and moves rows that
  * became settled out of the pending rings. Bounded work; call it from a timer.
- * With a data_dir it also seals: once seal_rows rows have settled (or seal_age_us has
- * passed), every settled row moves into a new segment file and leaves memory, and a
- * checkpoint commits it (engine/seal.c, engine/checkpoint.c). That tick's work is
- * proportional to the rows sealed (about 0.2 s per million rows) plus three fsyncs.
+ * With a data_dir and without seal_async it also seals: once seal_rows rows have settled
+ * (or seal_age_us has passed), every settled row moves into a new segment file and
+ * leaves memory, and a checkpoint commits it (engine/seal.c, engine/checkpoint.c). That
+ * tick's work is proportional to the rows sealed (about 0.2 s per million rows) plus
+ * three fsyncs; with seal_async, ff_engine_seal_begin/run/end move it off this thread.
  */
 void ff_engine_tick(ff_engine *e);
+
+/*
+ * Sealing off the engine's thread (opts.seal_async), in three steps like the log sync:
+ *   ff_engine_seal_begin (engine thread), after ff_engine_tick(): when a seal is due,
+ *       copies the rows to seal (all spaces, ts <= H; about 5 ns a row) into a new job;
+ *       else maybe picks two old segments to merge. Returns 1 with *job, or 0. One job
+ *       at a time.
+ *   ff_engine_seal_run (any thread): encodes, compresses and writes the new segment
+ *       file, fsync, rename, directory fsync. Touches only the job and its files.
+ *   ff_engine_seal_end (engine thread) with run's result: if what the job copied is
+ *       unchanged (no event at or before its end and no amendment came in meanwhile),
+ *       attaches the segment, drops the rows from memory and commits a checkpoint; else
+ *       removes the file (the next seal then runs in the tick). Frees job. Returns 0 or
+ *       the error of run or of the commit (both retried later).
+ * Ingest, queries and ticks go on between begin and end; ff_engine_close() may not.
+ */
+typedef struct ff_seal_job ff_seal_job;
+int ff_engine_seal_begin(ff_engine *e, ff_seal_job **job);
+int ff_engine_seal_run(ff_seal_job *job);
+int ff_engine_seal_end(ff_engine *e, ff_seal_job *job, int rc);
 
 /* Durability (see the top of this file). */
 uint64_t ff_engine_written(const ff_engine *e);
@@ -303,12 +328,13 @@ typedef struct ff_engine_stats {
     int64_t max_ts;                   /* largest accepted ts, FF_TS_MIN if none */
     uint64_t log_bytes;
     uint32_t log_files;
-    uint64_t segments_sealed;    /* segments written since open (seals, rewrites) */
-    size_t pending_row_bytes;    /* sizeof one pending row */
-    uint64_t sealed_rows;        /* rows in segments, all spaces (not in memory) */
-    uint32_t segments;           /* live segment files open */
-    uint64_t segments_rewritten; /* corrected versions written for late events */
-    uint64_t log_files_released; /* log files removed since open: all they held is sealed */
+    uint64_t segments_sealed;     /* segments written since open (seals, rewrites) */
+    size_t pending_row_bytes;     /* sizeof one pending row */
+    uint64_t sealed_rows;         /* rows in segments, all spaces (not in memory) */
+    uint32_t segments;            /* live segment files open */
+    uint64_t segments_rewritten;  /* corrected versions written for late events */
+    uint64_t log_files_released;  /* log files removed since open: all they held is sealed */
+    uint64_t seal_jobs_discarded; /* async seals redone: late events came in meanwhile */
 } ff_engine_stats;
 
 void ff_engine_stats_get(const ff_engine *e, ff_engine_stats *out);

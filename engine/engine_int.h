@@ -119,6 +119,13 @@ struct ff_engine {
     ff__segref *garbage; /* replaced versions the checkpoint still names (seg NULL) */
     size_t ngarbage, capgarbage;
 
+    /* the seal or merge job in flight (engine/seal.c), NULL if none */
+    ff_seal_job *job;
+    int64_t seal_to;     /* a seal job's window end; FF_TS_MIN for a merge */
+    bool seal_dirty;     /* an event at or before seal_to was applied since begin */
+    bool seal_sync_next; /* a seal job was discarded: the next seal runs in the tick */
+    uint64_t seal_jobs_discarded;
+
     /* log release (engine/checkpoint.c) */
     ff__lchunk *lch; /* by from; chunks of the log not released yet */
     size_t nlch, caplch;

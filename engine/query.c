@@ -253,6 +253,7 @@ void ff_engine_stats_get(const ff_engine *e, ff_engine_stats *out)
         out->log_bytes = ff_log_disk_bytes(e->log);
         out->log_files = ff_log_files(e->log);
         out->log_files_released = e->log_released;
+        out->seal_jobs_discarded = e->seal_jobs_discarded;
     }
     out->pending_row_bytes = sizeof(ff__row);
 }

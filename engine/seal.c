@@ -10,11 +10,12 @@
  * starts from the occupancy after the last sealed row (ff__rows.base). Orphan rows
  * (events counted in no space) are few and stay in memory.
  *
- * When. ff__seal_tick(), from ff_engine_tick(), off the ingest path: once seal_rows rows
- * have settled since the last seal, or seal_age_us of wall-clock time has passed with
- * some settled. The seal's work is proportional to the rows it seals (one pass to copy
- * them, one segment write, one fsync); the thresholds bound it.
- * A seal takes to = H: every settled row leaves memory.
+ * When. Once seal_rows rows have settled since the last seal, or seal_age_us of
+ * wall-clock time has passed with some settled: in ff__seal_tick() (from
+ * ff_engine_tick()), or with seal_async as a job the caller runs on another thread
+ * (Jobs, below; footfalld does). A seal takes to = H: every settled row leaves memory.
+ * On the engine's thread a seal costs one copy of its rows (about 5 ns a row) and the
+ * checkpoint; the segment's encoding, compression and fsyncs are the job's.
  *
  * Late events into sealed history (ts <= sealed_upto, admitted with late=amend) are
  * answered exactly at once, by rewriting (ff__seal_amend): the segment whose window holds
@@ -222,30 +223,6 @@ static ff_seg_row seg_row_of(const ff__row *x)
                         .occupancy = x->occ};
 }
 
-/* Writes the first k[i] settled rows of each space slots[i] into segment `name`. */
-static int write_segment(ff_engine *e, const char *name, const uint32_t *slots, const size_t *k,
-                         size_t n)
-{
-    ff_seg_writer *w;
-    int rc = ff_seg_writer_open(&w, e->seg_dir, name, NULL);
-    if (rc < 0) return rc;
-    ff_seg_row *buf = NULL;
-    size_t cap = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        const ff__space *s = &e->spaces[slots[i]];
-        if (!k[i]) continue;
-        buf = ff_xgrow(buf, &cap, k[i], sizeof(*buf));
-        for (size_t j = 0; j < k[i]; j++) buf[j] = seg_row_of(&s->rows.set[j]);
-        rc = ff_seg_writer_add_space(w, s->def.id, s->rows.base, buf, k[i]);
-    }
-    free(buf);
-    if (rc < 0) {
-        ff_seg_writer_abort(w);
-        return rc;
-    }
-    return ff_seg_writer_finish(w, NULL, NULL);
-}
-
 /* Opens segment (start, end, version) and appends it to the live list; returns its
  * index or < 0 with a message naming the file in err. */
 static int add_segref(ff_engine *e, int64_t start, int64_t end, uint32_t version, char *err,
@@ -328,59 +305,292 @@ static int commit(ff_engine *e, uint64_t lsn)
     return 0;
 }
 
-static void merge_some(ff_engine *e);
+static void merge_some(ff_engine *e, bool sync);
 
-/* Seals every row with ts <= to. Returns the rows sealed, or a negative error (then
- * nothing changed in memory). */
-static int64_t seal_upto(ff_engine *e, int64_t to)
+/*
+ * Jobs. A seal and a merge are each done in three steps, so that the expensive middle
+ * one -- encoding, lz4, writing and fsyncing a segment file -- can run on another
+ * thread while the engine goes on (ff_engine_seal_begin/run/end in engine.h):
+ *   begin (engine thread) captures what the job writes: for a seal, a copy of the rows
+ *     with ts <= to of every space (settled first); for a merge, the two segments
+ *     (immutable, mapped: the worker reads them in place).
+ *   run (any thread) writes the new segment: temp file, fsync, rename, directory fsync
+ *     (storage/segment_write.c). It touches nothing but the job and the files.
+ *   end (engine thread) checks that what the job captured is still what the engine
+ *     holds. For a seal: no event at or before `to` was applied and no amendment ran
+ *     since begin (seal_dirty), and each space still has exactly the copied rows. For a
+ *     merge: both segments are still live in the same versions. Then the segment is
+ *     attached, the rows leave memory (or the pair is replaced) and a checkpoint
+ *     commits (engine/checkpoint.c); otherwise the new file is removed -- it was never
+ *     named -- and the next seal after a discarded one runs synchronously, so a stream
+ *     of late events cannot starve sealing.
+ * Without seal_async, ff_engine_tick() runs all three steps itself.
+ */
+typedef struct job_space {
+    uint32_t id;
+    int64_t base;  /* occupancy before the first row */
+    size_t off, n; /* rows[off .. off+n) */
+    int64_t last_ts;
+} job_space;
+
+struct ff_seal_job {
+    bool merge;
+    char *dir;
+    char name[FF_SEG_NAME_MAX];
+    int64_t start, to; /* the new segment's window */
+    /* a seal */
+    job_space *sp;
+    size_t nsp;
+    ff_seg_row *rows;
+    size_t nrows;
+    uint64_t settled; /* settled_since_seal at begin */
+    /* a merge of the segments at positions i, i+1 */
+    ff__segref a, b;
+};
+
+static ff_seal_job *job_new(const ff_engine *e, bool merge, int64_t start, int64_t to)
+{
+    ff_seal_job *j = ff_xcalloc(1, sizeof(*j));
+    j->merge = merge;
+    j->dir = ff_xmalloc(strlen(e->seg_dir) + 1);
+    strcpy(j->dir, e->seg_dir);
+    j->start = start;
+    j->to = to;
+    ff_seg_name(j->name, start, to, 1);
+    return j;
+}
+
+static void job_free(ff_seal_job *j)
+{
+    if (!j) return;
+    free(j->sp);
+    free(j->rows);
+    free(j->dir);
+    free(j);
+}
+
+/* Removes the job's file (never named by a checkpoint). */
+static void job_unlink(const ff_seal_job *j)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", j->dir, j->name);
+    unlink(path);
+}
+
+/* A seal of every row with ts <= to: settles them, then copies them. NULL if none. */
+static ff_seal_job *seal_job(ff_engine *e, int64_t to)
 {
     size_t n;
     uint32_t *slots = slots_by_id(e, &n);
-    size_t *k = ff_xmalloc((n + 1) * sizeof(*k));
-    uint64_t total = 0;
+    size_t total = 0, nsp = 0;
     for (size_t i = 0; i < n; i++) {
         ff__rows *r = &e->spaces[slots[i]].rows;
         ff__rows_settle(r, to, SIZE_MAX);
-        total += k[i] = sealable(r, to);
+        size_t k = sealable(r, to);
+        total += k;
+        nsp += k > 0;
     }
-    int64_t rc = total ? ff_log_sync(e->log) : 0; /* step 1: L is durable */
-    uint64_t lsn = ff_log_written(e->log);
-    if (total && rc == 0) {
-        int64_t start = e->sealed_upto == FF_TS_MIN ? FF_TS_MIN : e->sealed_upto + 1;
-        char name[FF_SEG_NAME_MAX], err[FF_SEG_ERRLEN];
-        ff_seg_name(name, start, to, 1);
-        rc = write_segment(e, name, slots, k, n); /* step 2 */
-        if (rc == 0) rc = add_segref(e, start, to, 1, err, sizeof(err));
-        if (rc >= 0) {
-            for (size_t i = 0; i < n; i++) /* step 3 */
-                if (k[i]) index_rows(&e->spaces[slots[i]], e->segs[rc].id, k[i]);
-            e->sealed_upto = to;
-            e->segments_sealed++;
-            e->merge_scan = true;
-            rc = stop_at(FF__STOP_SEGMENT) ? -EINTR : commit(e, lsn); /* steps 4, 5 */
-            if (rc == 0) e->amend_pending = false;
-            if (rc != -EINTR) rc = (int64_t)total; /* a failed commit: the next seal's */
+    ff_seal_job *j = NULL;
+    if (!total) e->settled_since_seal = 0; /* nothing to seal after all */
+    if (total) {
+        j = job_new(e, false, e->sealed_upto == FF_TS_MIN ? FF_TS_MIN : e->sealed_upto + 1, to);
+        j->sp = ff_xmalloc(nsp * sizeof(*j->sp));
+        j->rows = ff_xmalloc(total * sizeof(*j->rows));
+        for (size_t i = 0; i < n; i++) {
+            const ff__space *s = &e->spaces[slots[i]];
+            size_t k = sealable(&s->rows, to);
+            if (!k) continue;
+            j->sp[j->nsp++] = (job_space){.id = s->def.id,
+                                          .base = s->rows.base,
+                                          .off = j->nrows,
+                                          .n = k,
+                                          .last_ts = s->rows.set[k - 1].ts};
+            for (size_t x = 0; x < k; x++) j->rows[j->nrows++] = seg_row_of(&s->rows.set[x]);
         }
+        j->settled = e->settled_since_seal;
     }
-    free(k);
     free(slots);
+    return j;
+}
+
+static int copy_pair(const ff_seg *sa, const ff_seg *sb, ff_seg_writer *w);
+
+static int job_run(ff_seal_job *j)
+{
+    ff_seg_writer *w;
+    int rc = ff_seg_writer_open(&w, j->dir, j->name, NULL);
+    if (rc < 0) return rc;
+    if (j->merge)
+        rc = copy_pair(j->a.seg, j->b.seg, w);
+    else
+        for (size_t i = 0; i < j->nsp && rc == 0; i++)
+            rc = ff_seg_writer_add_space(w, j->sp[i].id, j->sp[i].base, j->rows + j->sp[i].off,
+                                         j->sp[i].n);
+    if (rc < 0) {
+        ff_seg_writer_abort(w);
+        return rc;
+    }
+    return ff_seg_writer_finish(w, NULL, NULL);
+}
+
+/* Whether every space still holds exactly the rows the seal job copied. */
+static bool seal_still_valid(const ff_engine *e, const ff_seal_job *j)
+{
+    if (e->seal_dirty || e->h < j->to) return false;
+    if ((e->nsegs ? e->segs[e->nsegs - 1].end + 1 : FF_TS_MIN) != j->start) return false;
+    for (size_t i = 0; i < j->nsp; i++) {
+        const ff__space *s = ff__space_find(e, j->sp[i].id);
+        if (!s || s->rows.base != j->sp[i].base) return false;
+        size_t k = sealable(&s->rows, j->to);
+        if (k != j->sp[i].n || s->rows.set[k - 1].ts != j->sp[i].last_ts) return false;
+    }
+    return true;
+}
+
+static void retire(ff_engine *e, size_t i);
+static void reindex_merged(ff_engine *e, const ff_seg *sb, uint32_t a, uint32_t b);
+
+/* Position of the live segment with id `id`, or -1. */
+static ptrdiff_t pos_of_id(const ff_engine *e, uint32_t id)
+{
+    for (size_t i = 0; i < e->nsegs; i++)
+        if (e->segs[i].id == id) return (ptrdiff_t)i;
+    return -1;
+}
+
+/* The end of a seal job on the engine's thread. Returns 0, -EAGAIN (discarded), -EINTR
+ * (a test's crash point) or an error (nothing changed). */
+static int seal_end(ff_engine *e, ff_seal_job *j)
+{
+    if (!seal_still_valid(e, j)) {
+        job_unlink(j);
+        return -EAGAIN;
+    }
+    char err[FF_SEG_ERRLEN];
+    int rc = add_segref(e, j->start, j->to, 1, err, sizeof(err));
+    if (rc < 0) {
+        job_unlink(j);
+        return rc;
+    }
+    uint32_t id = e->segs[rc].id;
+    for (size_t i = 0; i < j->nsp; i++) index_rows(ff__space_find(e, j->sp[i].id), id, j->sp[i].n);
+    e->sealed_upto = j->to;
+    e->segments_sealed++;
+    e->merge_scan = true;
+    e->settled_since_seal -=
+        j->settled < e->settled_since_seal ? j->settled : e->settled_since_seal;
+    if (stop_at(FF__STOP_SEGMENT)) return -EINTR;
+    e->amend_pending = true; /* committed below, or retried by the next tick */
+    rc = ff__seal_commit(e);
+    return rc == -EINTR ? rc : 0; /* a failed commit is retried: the seal stands */
+}
+
+static int merge_end(ff_engine *e, ff_seal_job *j)
+{
+    ptrdiff_t i = pos_of_id(e, j->a.id);
+    if (i < 0 || (size_t)i + 1 >= e->nsegs || e->segs[i].version != j->a.version ||
+        e->segs[i + 1].id != j->b.id || e->segs[i + 1].version != j->b.version ||
+        e->segs[i].start != j->start || e->segs[i + 1].end != j->to) {
+        job_unlink(j);
+        return -EAGAIN;
+    }
+    if (stop_at(FF__STOP_MERGE)) return -EINTR;
+    char path[4096], err[FF_SEG_ERRLEN];
+    snprintf(path, sizeof(path), "%s/%s", e->seg_dir, j->name);
+    ff_seg *seg;
+    int rc = ff_seg_open(path, &seg, err, sizeof(err));
+    if (rc < 0) {
+        job_unlink(j);
+        return rc;
+    }
+    reindex_merged(e, j->b.seg, j->a.id, j->b.id);
+    retire(e, (size_t)i);
+    retire(e, (size_t)i + 1);
+    e->segs[i] =
+        (ff__segref){.seg = seg, .id = j->a.id, .start = j->start, .end = j->to, .version = 1};
+    memmove(&e->segs[i + 1], &e->segs[i + 2], (e->nsegs - (size_t)i - 2) * sizeof(*e->segs));
+    e->nsegs--;
+    e->amend_pending = true; /* committed like an amendment */
+    return ff__seal_commit(e);
+}
+
+static int job_end(ff_engine *e, ff_seal_job *j, int rc)
+{
+    FF_ASSERT(e->job == j);
+    e->job = NULL;
+    if (rc == 0)
+        rc = j->merge ? merge_end(e, j) : seal_end(e, j);
+    else
+        job_unlink(j);
+    if (rc == -EAGAIN) e->seal_jobs_discarded++;
+    if (rc == -EAGAIN && !j->merge) e->seal_sync_next = true;
+    if (rc == 0 && !j->merge) e->seal_sync_next = false;
+    job_free(j);
     return rc;
+}
+
+static ff_seal_job *job_begin(ff_engine *e, ff_seal_job *j)
+{
+    if (!j) return NULL;
+    e->job = j;
+    e->seal_dirty = false;
+    e->seal_to = j->merge ? FF_TS_MIN : j->to;
+    return j;
+}
+
+/* Whether a seal is due at wall-clock time now. */
+static bool seal_due(const ff_engine *e, int64_t now)
+{
+    if (!e->seg_dir || e->h == FF_TS_MIN || !e->settled_since_seal || e->h <= e->sealed_upto)
+        return false;
+    uint64_t rows = e->o.seal_rows ? e->o.seal_rows : FF_SEAL_ROWS;
+    int64_t age = e->o.seal_age_us > 0 ? e->o.seal_age_us : FF_SEAL_AGE;
+    return e->settled_since_seal >= rows || now - e->last_seal >= age;
+}
+
+/* A seal (or merge) done at once on the engine's thread: begin, run, end. */
+static int job_sync(ff_engine *e, ff_seal_job *j)
+{
+    if (!job_begin(e, j)) return 0;
+    return job_end(e, j, job_run(j));
 }
 
 void ff__seal_tick(ff_engine *e, int64_t now)
 {
+    if (e->job) return;                                           /* the caller's job ends first */
     if (e->amend_pending && ff__seal_commit(e) == -EINTR) return; /* a retry */
-    if (e->merge_scan) merge_some(e);
-    if (!e->seg_dir || e->h == FF_TS_MIN || !e->settled_since_seal) return;
-    uint64_t rows = e->o.seal_rows ? e->o.seal_rows : FF_SEAL_ROWS;
-    int64_t age = e->o.seal_age_us > 0 ? e->o.seal_age_us : FF_SEAL_AGE;
-    if (e->settled_since_seal < rows && now - e->last_seal < age) return;
-    int64_t to = e->h;
-    int64_t rc = to > e->sealed_upto ? seal_upto(e, to) : 0;
-    if (rc == -EINTR) return; /* a test's crash point: the engine is closed next */
-    if (rc < 0) return;       /* retried next time */
-    e->settled_since_seal = 0;
+    if (e->o.seal_async && !e->seal_sync_next) return;            /* ff_engine_seal_begin's work */
+    if (e->merge_scan) merge_some(e, true);
+    if (!seal_due(e, now)) return;
+    int rc = job_sync(e, seal_job(e, e->h));
+    if (rc == -EINTR) return;            /* a test's crash point: the engine is closed next */
+    if (rc < 0 && rc != -EAGAIN) return; /* retried next time */
     e->last_seal = now;
+}
+
+int ff_engine_seal_begin(ff_engine *e, ff_seal_job **out)
+{
+    *out = NULL;
+    if (!e->seg_dir || e->job || e->amend_pending) return 0;
+    int64_t now = ff__now(e);
+    if (seal_due(e, now)) {
+        *out = job_begin(e, seal_job(e, e->h));
+        e->last_seal = now;
+    }
+    if (!*out && e->merge_scan) merge_some(e, false);
+    if (!*out) *out = e->job;
+    return *out != NULL;
+}
+
+int ff_engine_seal_run(ff_seal_job *job)
+{
+    return job_run(job);
+}
+
+int ff_engine_seal_end(ff_engine *e, ff_seal_job *job, int rc)
+{
+    rc = job_end(e, job, rc);
+    return rc == -EAGAIN ? 0 : rc;
 }
 
 /* ---- amending sealed history ---- */
@@ -565,10 +775,10 @@ void ff__seal_amend(ff_engine *e, ff__space *s, const ff__row *row)
 
 /* ---- merging old segments ---- */
 
-/* Writes the rows of segments at positions i and i+1 into writer w, space by space. */
-static int copy_pair(const ff_engine *e, size_t i, ff_seg_writer *w)
+/* Writes the rows of segments sa and sb (adjacent windows) into writer w, space by
+ * space. Reads only the two mapped files: safe on any thread while they stay open. */
+static int copy_pair(const ff_seg *sa, const ff_seg *sb, ff_seg_writer *w)
 {
-    const ff_seg *sa = e->segs[i].seg, *sb = e->segs[i + 1].seg;
     ff_seg_info ia, ib;
     ff_seg_get_info(sa, &ia);
     ff_seg_get_info(sb, &ib);
@@ -643,36 +853,6 @@ static void retire(ff_engine *e, size_t i)
     ff_seg_close(r->seg);
 }
 
-/* Merges the segments at positions i and i+1 into one covering both windows. */
-static int merge_pair(ff_engine *e, size_t i)
-{
-    ff__segref a = e->segs[i], b = e->segs[i + 1];
-    char name[FF_SEG_NAME_MAX], path[4096], err[FF_SEG_ERRLEN];
-    ff_seg_name(name, a.start, b.end, 1);
-    ff_seg_writer *w;
-    int rc = ff_seg_writer_open(&w, e->seg_dir, name, NULL);
-    if (rc < 0) return rc;
-    rc = copy_pair(e, i, w);
-    if (rc < 0) {
-        ff_seg_writer_abort(w);
-        return rc;
-    }
-    rc = ff_seg_writer_finish(w, NULL, NULL);
-    if (rc == 0 && stop_at(FF__STOP_MERGE)) return -EINTR;
-    snprintf(path, sizeof(path), "%s/%s", e->seg_dir, name);
-    ff_seg *seg;
-    if (rc == 0) rc = ff_seg_open(path, &seg, err, sizeof(err));
-    if (rc < 0) return rc; /* a file left behind is removed at the next open */
-    reindex_merged(e, b.seg, a.id, b.id);
-    retire(e, i);
-    retire(e, i + 1);
-    e->segs[i] = (ff__segref){.seg = seg, .id = a.id, .start = a.start, .end = b.end, .version = 1};
-    memmove(&e->segs[i + 1], &e->segs[i + 2], (e->nsegs - i - 2) * sizeof(*e->segs));
-    e->nsegs--;
-    e->amend_pending = true; /* committed like an amendment */
-    return ff__seal_commit(e);
-}
-
 static uint64_t seg_rows(const ff_seg *seg)
 {
     ff_seg_info info;
@@ -680,8 +860,18 @@ static uint64_t seg_rows(const ff_seg *seg)
     return info.rows;
 }
 
-/* One merge of the first adjacent pair out of reach of late events that fits. */
-static void merge_some(ff_engine *e)
+/* A merge of the segments at positions i and i+1 into one covering both windows. */
+static ff_seal_job *merge_job(ff_engine *e, size_t i)
+{
+    ff_seal_job *j = job_new(e, true, e->segs[i].start, e->segs[i + 1].end);
+    j->a = e->segs[i];
+    j->b = e->segs[i + 1];
+    return j;
+}
+
+/* One merge of the first adjacent pair out of reach of late events that fits: done at
+ * once (sync), or begun as the engine's job. */
+static void merge_some(ff_engine *e, bool sync)
 {
     uint64_t rows = e->o.seal_rows ? e->o.seal_rows : FF_SEAL_ROWS;
     uint64_t most = e->o.seal_merge_rows ? e->o.seal_merge_rows : 16 * rows;
@@ -689,7 +879,10 @@ static void merge_some(ff_engine *e)
     if (__builtin_sub_overflow(e->h, e->o.max_lateness_us, &limit)) limit = FF_TS_MIN;
     for (size_t i = 0; i + 1 < e->nsegs && e->segs[i + 1].end < limit; i++) {
         if (seg_rows(e->segs[i].seg) + seg_rows(e->segs[i + 1].seg) > most) continue;
-        if (merge_pair(e, i) == -EINTR) return; /* a test's crash point */
+        if (sync)
+            job_sync(e, merge_job(e, i)); /* a failure is retried by a later tick */
+        else
+            job_begin(e, merge_job(e, i));
         return;
     }
     e->merge_scan = false;

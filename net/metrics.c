@@ -115,6 +115,9 @@ void ff__metrics_write(ff_server *s, ff_buf *b)
     ff_buf_addf(b, "footfall_horizon_lag_seconds %.6f\n", lag);
     one(b, "footfall_log_bytes", "gauge", "Bytes the log files take on disk.", st.log_bytes);
     one(b, "footfall_log_files", "gauge", "Log files.", st.log_files);
+    one(b, "footfall_seal_jobs_discarded_total", "counter",
+        "Seal jobs redone because late events changed their rows meanwhile.",
+        st.seal_jobs_discarded);
     one(b, "footfall_log_files_released_total", "counter",
         "Log files removed because everything in them is sealed.", st.log_files_released);
     one(b, "footfall_log_syncs_total", "counter", "Group-commit syncs of the log.", s->m.syncs);

@@ -30,6 +30,12 @@
  * writes the mapping back when it likes. At shutdown one synchronous sync covers
  * everything and the job in flight, if any, is waited for before the log is closed.
  *
+ * Sealing runs off the loop thread too (engine.h, ff_engine_seal_begin): after each
+ * tick, if a seal or merge is due, its rows are copied into a job on the loop thread
+ * (a few ms per million rows) and the job -- encode, lz4, write, fsync, rename -- goes
+ * to the thread pool; its end, back on the loop, attaches the segment and commits a
+ * checkpoint. One job at a time; shutdown waits for it like for the sync job.
+ *
  * UDP datagrams are not copied: records are admitted in place from the receive buffer
  * (on a little-endian host the wire record is the in-memory ff_event). Acks go out in
  * batches through sendmmsg on the same socket.
@@ -593,10 +599,30 @@ static int tcp_start(ff_server *s, const struct sockaddr_storage *addr)
 
 /* ---- Timers, signals, shutdown ----------------------------------------------------- */
 
+/* Thread pool: the writing of a segment, nothing else. */
+static void seal_work(uv_work_t *w)
+{
+    ff_server *s = w->data;
+    s->seal_rc = ff_engine_seal_run(s->seal_job);
+}
+
+/* Loop thread: the segment is attached and committed, or discarded if stale. */
+static void seal_done(uv_work_t *w, int status)
+{
+    ff_server *s = w->data;
+    int rc = ff_engine_seal_end(s->eng, s->seal_job, status < 0 ? status : s->seal_rc);
+    s->seal_job = NULL;
+    if (rc < 0 && rc != -EINTR)
+        fprintf(stderr, "footfalld: sealing failed (retried later): %s\n", ff_strerror(rc));
+}
+
 static void on_tick(uv_timer_t *t)
 {
     ff_server *s = t->data;
     ff_engine_tick(s->eng);
+    if (s->seal_job || s->stopping || ff_engine_seal_begin(s->eng, &s->seal_job) != 1) return;
+    s->seal_req.data = s;
+    uv_queue_work(s->loop, &s->seal_req, seal_work, seal_done);
 }
 
 static void on_fsync_timer(uv_timer_t *t)
@@ -732,8 +758,8 @@ static void server_stop_all(ff_server *s)
     if (s->http) ff__http_stop(s->http);
     s->http = NULL;
     uv_walk(s->loop, close_walk, s);
-    uv_run(s->loop, UV_RUN_DEFAULT); /* also waits for the sync job in flight */
-    FF_ASSERT(!s->sync_busy);
+    uv_run(s->loop, UV_RUN_DEFAULT); /* also waits for the sync and seal jobs in flight */
+    FF_ASSERT(!s->sync_busy && !s->seal_job);
 }
 
 int ff_server_run(const ff_server_opts *o)
@@ -748,7 +774,9 @@ int ff_server_run(const ff_server_opts *o)
     if (o->engine.data_dir) mkdir(o->engine.data_dir, 0755);
 
     ff_engine_recovery rec;
-    int rc = ff_engine_open(&s->eng, &o->engine, &rec);
+    ff_engine_opts eo = o->engine;
+    eo.seal_async = true; /* on the thread pool: see on_tick */
+    int rc = ff_engine_open(&s->eng, &eo, &rec);
     if (rc < 0) {
         const char *why = rec.log.cut_reason[0] ? rec.log.cut_reason : rec.error;
         fprintf(stderr, "footfalld: cannot open %s: %s%s%s\n", o->engine.data_dir, ff_strerror(rc),

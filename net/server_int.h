@@ -53,6 +53,9 @@ typedef struct ff_server {
     ff_log_sync_job sync_job; /* what it syncs: owned by the job while sync_busy */
     int sync_rc;              /* its msync's result, written by the worker */
     bool sync_busy;
+    uv_work_t seal_req;    /* the one seal or merge job in flight (engine/seal.c) */
+    ff_seal_job *seal_job; /* NULL when none */
+    int seal_rc;           /* its run's result, written by the worker */
     uv_timer_t tick;
     uv_timer_t fsync_timer;
     uv_signal_t sigterm, sigint;

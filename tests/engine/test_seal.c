@@ -8,6 +8,7 @@
 #include "engine_testutil.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -298,6 +299,86 @@ Test(seal, a_lost_first_log_file_that_the_checkpoint_needs_fails_the_open)
     cr_assert_null(e2);
     cr_assert_not_null(strstr(rep.error, "missing"), "error: %s", rep.error);
     rm_tree(dir);
+}
+
+/* A seal job's middle step on a thread of its own, as footfalld runs it. */
+typedef struct job_thread {
+    pthread_t t;
+    ff_seal_job *job;
+    int rc;
+} job_thread;
+
+static void *job_main(void *arg)
+{
+    job_thread *jt = arg;
+    jt->rc = ff_engine_seal_run(jt->job);
+    return NULL;
+}
+
+/* Plays the script with seal_async: a job begins after a tick, its run goes on a thread
+ * while `lag` more arrivals are ingested (late ones among them make it stale), then it
+ * ends. The answers must equal the in-memory engine's, before and after a reopen. */
+Test(seal, async_jobs_interleaved_with_ingest_give_the_same_answers)
+{
+    uint64_t discarded = 0, merged = 0;
+    for (uint64_t seed = 31; seed <= 36; seed++) {
+        static script s;
+        make_script(&s, seed);
+        uint8_t o_mem[NEVENTS], o_async[NEVENTS];
+        answers want = reference(&s, o_mem);
+        char dir[64];
+        make_tmpdir(dir, sizeof(dir));
+        fake_clock clk = {.now = T0};
+        ff_engine_opts o = seal_opts(&clk, dir);
+        o.seal_async = true;
+        ff_engine *e = open_engine(&o);
+        topology(e);
+        job_thread jt = {0};
+        int lag = 0, jobs = 0;
+        for (int i = 0; i < NEVENTS; i++) {
+            play(e, &clk, &s, i, i + 1, o_async);
+            if (jt.job && --lag == 0) {
+                cr_assert_eq(pthread_join(jt.t, NULL), 0);
+                cr_assert_eq(ff_engine_seal_end(e, jt.job, jt.rc), 0);
+                jt.job = NULL;
+            }
+            if (!jt.job && s.a[i].tick && ff_engine_seal_begin(e, &jt.job) == 1) {
+                jobs++;
+                lag = 1 + (int)rnd(8);
+                cr_assert_eq(pthread_create(&jt.t, NULL, job_main, &jt), 0);
+            }
+        }
+        if (jt.job) {
+            cr_assert_eq(pthread_join(jt.t, NULL), 0);
+            cr_assert_eq(ff_engine_seal_end(e, jt.job, jt.rc), 0);
+        }
+        clk.now += FF_HOUR;
+        ff_engine_tick(e);
+        ff_engine_tick(e);
+        for (ff_seal_job *j; ff_engine_seal_begin(e, &j) == 1;) /* drain, synchronously */
+            cr_assert_eq(ff_engine_seal_end(e, j, ff_engine_seal_run(j)), 0);
+        cr_assert(memcmp(o_mem, o_async, sizeof(o_mem)) == 0, "seed %llu: outcomes differ",
+                  (unsigned long long)seed);
+        ff_engine_stats st;
+        ff_engine_stats_get(e, &st);
+        cr_assert_gt(jobs, 3, "seed %llu: %d jobs", (unsigned long long)seed, jobs);
+        cr_assert_gt(st.segments, 1, "seed %llu: %u segments", (unsigned long long)seed,
+                     st.segments);
+        cr_assert_eq(segment_files(dir), st.segments, "discarded or replaced files left");
+        discarded += st.seal_jobs_discarded;
+        merged += st.segments < st.segments_sealed - st.segments_rewritten;
+        answers got = answers_all(e, &s);
+        assert_same(&want, &got, "async sealed");
+        ff_engine_close(e);
+        e = open_engine(&o);
+        answers again = answers_all(e, &s);
+        assert_same(&want, &again, "async sealed, reopened");
+        ff_engine_close(e);
+        free(want.b), free(got.b), free(again.b);
+        rm_tree(dir);
+    }
+    cr_assert_gt(discarded, 0, "no job was ever made stale by a late event");
+    cr_assert_gt(merged, 0, "no merge ran as a job");
 }
 
 Test(seal, resident_rows_drop_after_sealing)
