@@ -339,6 +339,10 @@ typedef struct ff_engine_stats {
 
 void ff_engine_stats_get(const ff_engine *e, ff_engine_stats *out);
 
+/* After an FF_ECORRUPT answer: "corrupt at offset X in FILE: why" for the first live
+ * segment that failed a check, or "" if none did. */
+const char *ff_engine_corrupt_detail(const ff_engine *e);
+
 /* Checks every invariant (canonical order, folds, ring bookkeeping); panics on a broken
  * one. For tests and debug builds: O(total rows). */
 void ff_engine_check(const ff_engine *e);

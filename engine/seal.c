@@ -145,6 +145,13 @@ static int remove_garbage(ff_engine *e)
     return rc;
 }
 
+const char *ff_engine_corrupt_detail(const ff_engine *e)
+{
+    for (size_t i = 0; i < e->nsegs; i++)
+        if (e->segs[i].seg && ff_seg_error(e->segs[i].seg)[0]) return ff_seg_error(e->segs[i].seg);
+    return "";
+}
+
 int ff__seal_open(ff_engine *e, char *err, size_t errlen)
 {
     e->sealed_upto = FF_TS_MIN;

@@ -69,7 +69,7 @@ void ff__api_engine_problem(ff_api_reply *r, int err, const char *what)
         break;
     case FF_ECORRUPT:
         ff__api_problem(r, 500, "corrupt", "Stored Data Is Corrupt",
-                        "%s: a sealed segment failed its checksum; the answer is withheld "
+                        "%s: a sealed segment failed a check; the answer is withheld "
                         "(run footfall segments verify on the data directory)",
                         what);
         break;

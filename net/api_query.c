@@ -13,6 +13,15 @@
 
 /* ---- Occupancy routes -------------------------------------------------------------- */
 
+/* An engine error of a query; a corrupt segment is named (file and offset). */
+static void query_problem(ff_server *s, ff_api_reply *r, int rc, const char *what)
+{
+    char buf[600];
+    const char *detail = rc == FF_ECORRUPT ? ff_engine_corrupt_detail(s->eng) : "";
+    if (detail[0]) snprintf(buf, sizeof(buf), "%s: %s", what, detail);
+    ff__api_engine_problem(r, rc, detail[0] ? buf : what);
+}
+
 void ff__api_get_count(ff_server *s, const ff_api_req *q, ff_api_reply *r, uint32_t id)
 {
     int64_t at = 0;
@@ -26,7 +35,7 @@ void ff__api_get_count(ff_server *s, const ff_api_req *q, ff_api_reply *r, uint3
     }
     int rc = ff_engine_count(s->eng, id, has_at, at, &c);
     if (rc < 0) {
-        ff__api_engine_problem(r, rc, "count");
+        query_problem(s, r, rc, "count");
         return;
     }
     ff_buf_reserve(&r->body, 256);
@@ -89,7 +98,7 @@ void ff__api_get_counts(ff_server *s, const ff_api_req *q, ff_api_reply *r, uint
     uint64_t rev;
     int rc = ff_engine_counts(s->eng, id, start, end, interval, k, &n, &rev);
     if (rc < 0) {
-        ff__api_engine_problem(r, rc, "counts");
+        query_problem(s, r, rc, "counts");
         free(k);
         return;
     }
@@ -180,7 +189,7 @@ void ff__api_get_rows(ff_server *s, const ff_api_req *q, ff_api_reply *r, uint32
     ff_buf_adds(&r->body, ",\"rows\":[");
     int rc = ff_engine_rows(s->eng, id, start, end, cur && cur[0] ? &after : NULL, row_out, &c);
     if (rc < 0) {
-        ff__api_engine_problem(r, rc, "space");
+        query_problem(s, r, rc, "space");
         return;
     }
     ff_buf_adds(&r->body, "],\"next\":");

@@ -96,6 +96,7 @@ def damaged_segment():
                 assert body == c, (body, c)
             else:
                 assert st >= 500 and body["title"], (st, body)
+                assert name in body["detail"] and "offset" in body["detail"], body
                 failed += 1
         st, _, body = srv.request("GET", "/v1/spaces/1/occupancy?limit=10000")
         assert st >= 500 or body["rows"] == want["rows"], st
