@@ -191,6 +191,14 @@ static int cmp_u64(const void *a, const void *b)
     return ff__cmp_u64(a, b);
 }
 
+/* Room for one more index entry: most spaces have a few, so start at 2 (not 16). */
+static void grow_sx(ff__space *s)
+{
+    if (s->nsx < s->capsx) return;
+    s->capsx = s->capsx ? 2 * s->capsx : 2;
+    s->sx = ff_xrealloc(s->sx, s->capsx * sizeof(*s->sx));
+}
+
 /* Live space slots in ascending id order (free() the result). */
 static uint32_t *slots_by_id(const ff_engine *e, size_t *n)
 {
@@ -251,7 +259,7 @@ static int add_segref(ff_engine *e, int64_t start, int64_t end, uint32_t version
 static void index_rows(ff__space *s, uint32_t seg, size_t k)
 {
     const ff__row *a = &s->rows.set[0], *z = &s->rows.set[k - 1];
-    s->sx = ff_xgrow(s->sx, &s->capsx, s->nsx + 1, sizeof(*s->sx));
+    grow_sx(s);
     s->sx[s->nsx++] = (ff__sealed){.seg = seg,
                                    .rows = k,
                                    .first_ts = a->ts,
@@ -286,7 +294,7 @@ int ff__seal_attach(ff_engine *e, int64_t start, int64_t end, uint32_t version, 
                      ff_seg_path(seg), si.space_id);
             return FF_ECORRUPT;
         }
-        s->sx = ff_xgrow(s->sx, &s->capsx, s->nsx + 1, sizeof(*s->sx));
+        grow_sx(s);
         s->sx[s->nsx++] = (ff__sealed){.seg = e->segs[ix].id,
                                        .rows = si.rows,
                                        .first_ts = si.first_ts,
@@ -756,7 +764,7 @@ static void amend_entry(ff_engine *e, ff__space *s, size_t g, size_t j, amend *a
         FF_PANIC("cannot rewrite segment %s: %s", ff_seg_path(e->segs[g].seg), ff_strerror(rc));
     a->out.seg = e->segs[g].id;
     if (j == s->nsx || s->sx[j].seg != a->out.seg) {
-        s->sx = ff_xgrow(s->sx, &s->capsx, s->nsx + 1, sizeof(*s->sx));
+        grow_sx(s);
         memmove(&s->sx[j + 1], &s->sx[j], (s->nsx - j) * sizeof(*s->sx));
         s->nsx++;
     }

@@ -81,9 +81,10 @@
  *
  * DURABILITY. ff_log_sync() msyncs (MS_SYNC) the range written since the last sync, from
  * its page-aligned start, and then reports durable = written; with nothing new it returns
- * at once. A failed msync/fsync makes the log fail permanently (sticky error): after a
- * failed sync the kernel may have dropped the dirty pages, so nothing written afterwards
- * could honestly be called durable.
+ * at once. Whole pages behind the synced point then leave the process's resident set
+ * (MADV_DONTNEED; they stay in the page cache), so the log costs no memory of ours. A failed
+ * msync/fsync makes the log fail permanently (sticky error): after a failed sync the kernel may
+ * have dropped the dirty pages, so nothing written afterwards could honestly be called durable.
  *
  * ASYNCHRONOUS SYNC (ff_log_sync_begin/run/end). begin captures [synced, off) of the
  * current file -- from its page-aligned start -- and the target LSN = written, and marks
@@ -156,6 +157,7 @@ struct ff_log {
     uint8_t *retired;  /* mapping of a file rotated away during the job, or NULL */
     uint64_t retired_size;
     int retired_fd;
+    uint64_t dropped;    /* pages [0, dropped) of the current file left our mapping */
     struct older *older; /* the files before the current one, oldest first */
     size_t nolder, capolder;
     uint64_t start; /* prev_end of the first file: every record <= it was released */
@@ -278,6 +280,20 @@ static int sync_range(ff_log *log, uint64_t from, uint64_t to)
     uint64_t start = from & ~(uint64_t)(log->page - 1);
     if (msync(log->map + start, to - start, MS_SYNC) != 0) return -errno;
     return 0;
+}
+
+/*
+ * Pages behind the durable point are never touched again (appends go forward, recovery
+ * reads the file afresh), so they leave the process's mapping: MADV_DONTNEED on a
+ * shared file mapping keeps them in the page cache (dirty ones stay dirty there) and
+ * only drops them from our resident set. The page holding `off` stays.
+ */
+static void drop_behind(ff_log *log)
+{
+    uint64_t lim = (log->synced < log->off ? log->synced : log->off) & ~(uint64_t)(log->page - 1);
+    if (log->job || lim <= log->dropped) return; /* a job's msync may be on those pages */
+    if (madvise(log->map + log->dropped, lim - log->dropped, MADV_DONTNEED) == 0)
+        log->dropped = lim;
 }
 
 static void log_name(char out[NAME_LEN + 1], uint64_t base)
@@ -442,6 +458,7 @@ static int rotate(ff_log *log, uint64_t need)
     log->map = map;
     log->h = h;
     log->off = log->synced = FILE_HDR;
+    log->dropped = 0;
     log->files++;
     log->disk_bytes += h.size;
     LOG_CHECK(log);
@@ -667,6 +684,7 @@ static void install_last(struct recover *r, int fd, uint8_t *map, const struct f
     log->h = *h;
     log->off = log->synced = end;
     log->written = log->durable = end > FILE_HDR ? h->base + end : h->prev_end;
+    drop_behind(log); /* what the replay read */
 }
 
 /*
@@ -904,6 +922,7 @@ int ff_log_sync(ff_log *log)
     if (rc) return log->failed = rc;
     log->synced = log->off;
     log->durable = log->written;
+    drop_behind(log);
     LOG_CHECK(log);
     return 0;
 }
@@ -950,6 +969,7 @@ int ff_log_sync_end(ff_log *log, const ff_log_sync_job *job, int rc)
     if (log->failed) return log->failed; /* a later sync failed meanwhile: stay failed */
     if (log->durable < job->lsn) log->durable = job->lsn;
     if (job->base == log->h.base && log->synced < job->end_off) log->synced = job->end_off;
+    drop_behind(log);
     LOG_CHECK(log);
     return 0;
 }

@@ -5,6 +5,9 @@
 #include "net/timefmt.h"
 
 #include <getopt.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <sys/socket.h>
 #include <string.h>
 
@@ -195,8 +198,25 @@ static int parse_flag(int c, const char *v, ff_server_opts *o)
     return 0;
 }
 
+/*
+ * glibc raises its mmap threshold up to 32 MiB after a large block is freed, and then
+ * serves the next large blocks from the heap, which it seldom gives back. footfalld
+ * allocates and frees large blocks all the time (a seal's copy of its rows, a space's
+ * settled rows, segment buffers), so its RSS would keep the high-water mark of every
+ * seal. A fixed threshold keeps large blocks mmap'd: freed, they go back to the OS.
+ * Two arenas: the loop thread and the thread pool's jobs.
+ */
+static void tune_malloc(void)
+{
+#ifdef __GLIBC__
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    mallopt(M_ARENA_MAX, 2);
+#endif
+}
+
 int main(int argc, char **argv)
 {
+    tune_malloc();
     ff_server_opts o;
     ff_server_opts_default(&o);
     o.token = getenv("FOOTFALL_TOKEN");
