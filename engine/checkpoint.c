@@ -5,7 +5,7 @@
  * FILE <data_dir>/checkpoint.ffc, little-endian, written whole and renamed into place:
  *
  *   0   8  magic "FFCKPT\0\1"
- *   8   4  version (2; version 1, without the orphan rows, is still read)
+ *   8   4  version (3)
  *   12  4  zero
  *   16  8  B: body length
  *   24  8  XXH3_64bits of the body
@@ -16,12 +16,20 @@
  *            i64 H, i64 max_ts
  *            u32 n, then n segments: i64 start, i64 end, u32 version (names, see
  *                storage/segment.h), ascending and disjoint
- *            u32 n, then n spaces: u32 id, u64 revision
- *            u32 n, then n topology operations: u32 len, len bytes (FF_LOG_TOPO payloads
- *                that rebuild spaces, doorways and every DPU version on an empty engine)
+ *            u32 n, then n spaces with a non-zero revision: u32 id, u64 revision
+ *            u64 T: the topology snapshot (below) that holds the topology as of L
  *            u32 n, then n DPUs with orphan rows (events counted in no space) with
  *                ts <= sealed_upto: u32 dpu id, u32 k, then k events of 16 bytes
- *                (ff_event, reserved 0) in canonical order            [version 2]
+ *                (ff_event, reserved 0) in canonical order
+ *
+ * FILE <data_dir>/topology-<T as 16 hex digits>.fft, the same 32-byte header with magic
+ * "FFTOPO\0\1" and version 1, then: u32 n, then n topology operations: u32 len, len
+ * bytes (FF_LOG_TOPO payloads that rebuild spaces, doorways and every DPU version on an
+ * empty engine). The topology of 10 million DPUs is hundreds of MB while it seldom
+ * changes, so it is written only when it changed since the last snapshot (T + 1, before
+ * the checkpoint that names it); a checkpoint otherwise names the snapshot it had.
+ * Snapshots the checkpoint on disk does not name are removed (after a commit, and at
+ * open).
  *
  * PROTOCOL of a seal (engine/seal.c), each step durable before the next:
  *   1. the segment: the rows with ts <= to are copied at begin and written by the job
@@ -45,13 +53,14 @@
  *   - no checkpoint: every segment file is removed (none is committed); replay all.
  *   - a checkpoint with a bad magic, version or checksum fails the open, naming the
  *     file: it is written by rename, so it is never torn, and guessing would lose rows.
- *   - its topology is applied, its segments opened (a missing or corrupt segment fails
+ *   - its topology snapshot is applied (missing or corrupt: the open fails, naming it),
+ *     its segments opened (a missing or corrupt segment fails
  *     the open with the segment's name: never silently read), the per-space index built
  *     from their footers, revisions, H and max_ts restored; unnamed segment files are
  *     removed (leftovers of a seal or rewrite that did not commit).
  *   - log records with LSN <= L: topology and horizon records are skipped (in the
- *     checkpoint), events with ts <= sealed_upto are skipped (in the segments, or in the
- *     checkpoint's orphan rows; a version 1 checkpoint replays orphans), other
+ *     checkpoint and its snapshot), events with ts <= sealed_upto are skipped (in the
+ *     segments, or in the checkpoint's orphan rows), other
  *     events are applied without bumping revisions (counted in the checkpoint already),
  *     attributed with the checkpoint's topology, which gives the same rows since a new
  *     DPU version re-attributes the pending rows after it anyway.
@@ -75,6 +84,7 @@
  */
 #include "engine/engine_int.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -82,7 +92,9 @@
 #include <xxhash.h>
 
 #define CK_MAGIC   "FFCKPT\0\1"
-#define CK_VERSION 2u
+#define CK_VERSION 3u
+#define TP_MAGIC   "FFTOPO\0\1"
+#define TP_VERSION 1u
 #define CK_HDR     32u
 #define CK_NAME    "checkpoint.ffc"
 
@@ -142,29 +154,26 @@ static void put_orphans(const ff_engine *e, obuf *b)
     memcpy(b->p + at, &ndpus, 4);
 }
 
-static void encode(const ff_engine *e, uint64_t lsn, obuf *b)
+/* Starts a file: magic, version, room for body length and checksum. */
+static void put_header(obuf *b, const char *magic, uint32_t version)
 {
-    put(b, CK_MAGIC, 8);
-    put_u32(b, CK_VERSION);
+    put(b, magic, 8);
+    put_u32(b, version);
     put_u32(b, 0);
-    put_u64(b, 0); /* body length and checksum, filled below */
+    put_u64(b, 0); /* body length and checksum, filled by finish() */
     put_u64(b, 0);
-    put_u64(b, (uint64_t)e->sealed_upto);
-    put_u64(b, lsn);
-    put_u64(b, (uint64_t)e->h);
-    put_u64(b, (uint64_t)e->max_ts);
-    put_u32(b, (uint32_t)e->nsegs);
-    for (size_t i = 0; i < e->nsegs; i++) {
-        put_u64(b, (uint64_t)e->segs[i].start);
-        put_u64(b, (uint64_t)e->segs[i].end);
-        put_u32(b, e->segs[i].version);
-    }
-    put_u32(b, (uint32_t)e->live_spaces);
-    for (size_t i = 0; i < e->nspaces; i++)
-        if (e->spaces[i].live) {
-            put_u32(b, e->spaces[i].def.id);
-            put_u64(b, e->spaces[i].revision);
-        }
+}
+
+static void finish(obuf *b)
+{
+    uint64_t blen = b->n - CK_HDR, sum = XXH3_64bits(b->p + CK_HDR, blen);
+    memcpy(b->p + 16, &blen, 8);
+    memcpy(b->p + 24, &sum, 8);
+}
+
+static void encode_topology(const ff_engine *e, obuf *b)
+{
+    put_header(b, TP_MAGIC, TP_VERSION);
     size_t at = b->n;
     put_u32(b, 0);
     uint32_t nops = 0;
@@ -175,10 +184,40 @@ static void encode(const ff_engine *e, uint64_t lsn, obuf *b)
         off += 4 + len;
     }
     memcpy(b->p + at, &nops, 4);
+    finish(b);
+}
+
+static void encode(const ff_engine *e, uint64_t lsn, uint64_t snap, obuf *b)
+{
+    put_header(b, CK_MAGIC, CK_VERSION);
+    put_u64(b, (uint64_t)e->sealed_upto);
+    put_u64(b, lsn);
+    put_u64(b, (uint64_t)e->h);
+    put_u64(b, (uint64_t)e->max_ts);
+    put_u32(b, (uint32_t)e->nsegs);
+    for (size_t i = 0; i < e->nsegs; i++) {
+        put_u64(b, (uint64_t)e->segs[i].start);
+        put_u64(b, (uint64_t)e->segs[i].end);
+        put_u32(b, e->segs[i].version);
+    }
+    size_t at = b->n;
+    uint32_t nrev = 0;
+    put_u32(b, 0);
+    for (size_t i = 0; i < e->nspaces; i++)
+        if (e->spaces[i].live && e->spaces[i].revision) {
+            put_u32(b, e->spaces[i].def.id);
+            put_u64(b, e->spaces[i].revision);
+            nrev++;
+        }
+    memcpy(b->p + at, &nrev, 4);
+    put_u64(b, snap);
     put_orphans(e, b);
-    uint64_t blen = b->n - CK_HDR, sum = XXH3_64bits(b->p + CK_HDR, blen);
-    memcpy(b->p + 16, &blen, 8);
-    memcpy(b->p + 24, &sum, 8);
+    finish(b);
+}
+
+static void snap_name(char out[40], uint64_t snap)
+{
+    snprintf(out, 40, "topology-%016llx.fft", (unsigned long long)snap);
 }
 
 static int write_all(int fd, const unsigned char *p, size_t n)
@@ -192,29 +231,55 @@ static int write_all(int fd, const unsigned char *p, size_t n)
     return 0;
 }
 
-int ff__ckpt_write(ff_engine *e, uint64_t lsn)
+/* Writes b as dir/name: "name.tmp", fsync, rename, fsync of the directory. The test
+ * crash point `stop` hits between the fsync and the rename. */
+static int write_atomic(int dfd, const char *name, const obuf *b, int stop)
 {
-    obuf b = {0};
-    encode(e, lsn, &b);
-    int dfd = open(e->o.data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
-    if (dfd < 0) {
-        free(b.p);
-        return -errno;
-    }
-    int fd = openat(dfd, CK_NAME ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    char tmp[64];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+    int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), rc = 0;
     if (fd < 0) rc = -errno;
-    if (!rc) rc = write_all(fd, b.p, b.n);
+    if (!rc) rc = write_all(fd, b->p, b->n);
     if (!rc && fsync(fd) != 0) rc = -errno;
     if (fd >= 0) close(fd);
-    if (!rc && ff__seal_test_stop == FF__STOP_CKPT_TMP) { /* a crash, in tests */
+    if (!rc && stop != FF__STOP_NONE && ff__seal_test_stop == stop) { /* a crash, in tests */
         ff__seal_test_stop = FF__STOP_HIT;
         rc = -EINTR;
     }
-    if (!rc && renameat(dfd, CK_NAME ".tmp", dfd, CK_NAME) != 0) rc = -errno;
+    if (!rc && renameat(dfd, tmp, dfd, name) != 0) rc = -errno;
     if (!rc && fsync(dfd) != 0) rc = -errno;
+    return rc;
+}
+
+int ff__ckpt_write(ff_engine *e, uint64_t lsn)
+{
+    int dfd = open(e->o.data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+    if (dfd < 0) return -errno;
+    char name[40];
+    uint64_t snap = e->topo_snap;
+    if (snap == 0 || e->topo_gen != e->topo_snap_gen) { /* the topology changed */
+        obuf t = {0};
+        encode_topology(e, &t);
+        snap_name(name, ++snap);
+        rc = write_atomic(dfd, name, &t, FF__STOP_NONE);
+        free(t.p);
+    }
+    obuf b = {0};
+    if (!rc) {
+        encode(e, lsn, snap, &b);
+        rc = write_atomic(dfd, CK_NAME, &b, FF__STOP_CKPT_TMP);
+    }
+    if (rc == 0) {
+        if (snap != e->topo_snap && e->topo_snap) { /* the old snapshot is unnamed now */
+            snap_name(name, e->topo_snap);
+            unlinkat(dfd, name, 0); /* else removed at the next open */
+        }
+        e->topo_snap = snap;
+        e->topo_snap_gen = e->topo_gen;
+        e->ck_lsn = lsn;
+    }
     close(dfd);
     free(b.p);
-    if (rc == 0) e->ck_lsn = lsn;
     return rc;
 }
 
@@ -269,52 +334,74 @@ static int fail(char *err, size_t errlen, int rc, const char *path, const char *
     return rc;
 }
 
-/* Checks the header; on success r reads the body. */
-static int check_header(const unsigned char *p, size_t n, ibuf *r, uint32_t *version,
-                        const char *path, char *err, size_t errlen)
+/* Checks the header of a checkpoint or snapshot file; on success r reads the body. */
+static int check_header(const unsigned char *p, size_t n, ibuf *r, const char *magic,
+                        uint32_t version, const char *what, const char *path, char *err,
+                        size_t errlen)
 {
-    if (n < CK_HDR || memcmp(p, CK_MAGIC, 8) != 0)
-        return fail(err, errlen, FF_EFORMAT, path, "not a footfall checkpoint");
+    if (n < CK_HDR || memcmp(p, magic, 8) != 0) {
+        snprintf(err, errlen, "%s: not a footfall %s", path, what);
+        return FF_EFORMAT;
+    }
     uint32_t ver;
     uint64_t blen, sum;
     memcpy(&ver, p + 8, 4);
     memcpy(&blen, p + 16, 8);
     memcpy(&sum, p + 24, 8);
-    if (ver != 1 && ver != CK_VERSION) {
-        snprintf(err, errlen, "%s: version %u, expected %u", path, ver, CK_VERSION);
+    if (ver != version) {
+        snprintf(err, errlen, "%s: %s version %u, expected %u", path, what, ver, version);
         return FF_EVERSION;
     }
     if (blen != n - CK_HDR || XXH3_64bits(p + CK_HDR, blen) != sum)
         return fail(err, errlen, FF_ECORRUPT, path, "corrupt (length or checksum)");
     *r = (ibuf){p + CK_HDR, p + n, false};
-    *version = ver;
     return 0;
 }
 
-/* The body after the segment list: revisions and topology. */
-static int load_spaces(ff_engine *e, ibuf *r, uint32_t *ids, uint64_t *revs, uint32_t nsp)
+/* Applies the topology snapshot `snap`. */
+static int load_topology(ff_engine *e, uint64_t snap, char *err, size_t errlen)
 {
-    for (uint32_t i = 0; i < nsp && !r->bad; i++) {
-        ids[i] = (uint32_t)get(r, 4);
-        revs[i] = get(r, 8);
+    char name[40], path[4096];
+    snap_name(name, snap);
+    snprintf(path, sizeof(path), "%s/%s", e->o.data_dir, name);
+    unsigned char *p = NULL;
+    size_t n = 0;
+    int rc = read_file(path, &p, &n);
+    if (rc < 0) return fail(err, errlen, FF_ECORRUPT, path, strerror(-rc));
+    ibuf r = {0};
+    rc = check_header(p, n, &r, TP_MAGIC, TP_VERSION, "topology snapshot", path, err, errlen);
+    uint32_t nops = rc ? 0 : (uint32_t)get(&r, 4);
+    for (uint32_t i = 0; i < nops && !r.bad && rc == 0; i++) {
+        uint32_t len = (uint32_t)get(&r, 4);
+        if (r.bad || (size_t)(r.end - r.p) < len || ff__topo_replay(e, r.p, len) < 0)
+            rc = fail(err, errlen, FF_ECORRUPT, path, "corrupt topology operation");
+        else
+            r.p += len;
     }
-    uint32_t nops = (uint32_t)get(r, 4);
-    for (uint32_t i = 0; i < nops && !r->bad; i++) {
-        uint32_t len = (uint32_t)get(r, 4);
-        if (r->bad || (size_t)(r->end - r->p) < len) return FF_ECORRUPT;
-        if (ff__topo_replay(e, r->p, len) < 0) return FF_ECORRUPT;
-        r->p += len;
+    if (rc == 0 && (r.bad || r.p != r.end)) rc = fail(err, errlen, FF_ECORRUPT, path, "corrupt");
+    free(p);
+    if (rc == 0) {
+        e->topo_snap = snap;
+        e->topo_snap_gen = e->topo_gen;
     }
-    if (r->bad) return FF_ECORRUPT;
-    for (uint32_t i = 0; i < nsp; i++) {
-        ff__space *s = ff__space_find(e, ids[i]);
-        if (!s) return FF_ECORRUPT;
-        s->revision = revs[i];
-    }
-    return 0;
+    return rc;
 }
 
-/* The orphan rows (version 2), after the topology they belong to. */
+/* Removes topology snapshots other than the one the checkpoint names (0: all). */
+static void remove_other_snapshots(const ff_engine *e)
+{
+    DIR *d = opendir(e->o.data_dir);
+    if (!d) return;
+    char keep[40] = "";
+    if (e->topo_snap) snap_name(keep, e->topo_snap);
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (strncmp(de->d_name, "topology-", 9) == 0 && strcmp(de->d_name, keep) != 0)
+            unlinkat(dirfd(d), de->d_name, 0);
+    closedir(d);
+}
+
+/* The orphan rows, after the topology they belong to. */
 static int load_orphans(ff_engine *e, ibuf *r)
 {
     uint32_t ndpus = (uint32_t)get(r, 4);
@@ -337,8 +424,7 @@ static int load_orphans(ff_engine *e, ibuf *r)
     return r->bad ? FF_ECORRUPT : 0;
 }
 
-static int load_body(ff_engine *e, ibuf *r, uint32_t ckver, const char *path, char *err,
-                     size_t errlen)
+static int load_body(ff_engine *e, ibuf *r, const char *path, char *err, size_t errlen)
 {
     e->sealed_upto = (int64_t)get(r, 8);
     e->ck_lsn = get(r, 8);
@@ -349,18 +435,22 @@ static int load_body(ff_engine *e, ibuf *r, uint32_t ckver, const char *path, ch
         return fail(err, errlen, FF_ECORRUPT, path, "corrupt body");
     const unsigned char *segs = r->p;
     r->p += (size_t)nseg * 20;
-    uint32_t nsp = (uint32_t)get(r, 4);
-    if (r->bad || (size_t)(r->end - r->p) / 12 < nsp)
+    uint32_t nrev = (uint32_t)get(r, 4);
+    if (r->bad || (size_t)(r->end - r->p) / 12 < nrev)
         return fail(err, errlen, FF_ECORRUPT, path, "corrupt body");
-    uint32_t *ids = ff_xmalloc(((size_t)nsp + 1) * sizeof(*ids));
-    uint64_t *revs = ff_xmalloc(((size_t)nsp + 1) * sizeof(*revs));
-    int rc = load_spaces(e, r, ids, revs, nsp);
-    free(ids);
-    free(revs);
-    if (rc < 0) return fail(err, errlen, rc, path, "corrupt topology or revisions");
-    e->ck_orphans = ckver >= 2;
-    if (e->ck_orphans && load_orphans(e, r) < 0)
-        return fail(err, errlen, FF_ECORRUPT, path, "corrupt orphan rows");
+    const unsigned char *revs = r->p;
+    r->p += (size_t)nrev * 12;
+    uint64_t snap = get(r, 8);
+    if (r->bad || snap == 0) return fail(err, errlen, FF_ECORRUPT, path, "corrupt body");
+    int rc = load_topology(e, snap, err, errlen);
+    if (rc < 0) return rc;
+    ibuf rv = {revs, revs + (size_t)nrev * 12, false};
+    for (uint32_t i = 0; i < nrev; i++) {
+        ff__space *s = ff__space_find(e, (uint32_t)get(&rv, 4));
+        if (!s) return fail(err, errlen, FF_ECORRUPT, path, "revision of an unknown space");
+        s->revision = get(&rv, 8);
+    }
+    if (load_orphans(e, r) < 0) return fail(err, errlen, FF_ECORRUPT, path, "corrupt orphan rows");
     if (r->p != r->end) return fail(err, errlen, FF_ECORRUPT, path, "corrupt body");
     ibuf sr = {segs, segs + (size_t)nseg * 20, false};
     for (uint32_t i = 0; i < nseg && rc == 0; i++) {
@@ -380,13 +470,16 @@ int ff__ckpt_load(ff_engine *e, char *err, size_t errlen)
     unsigned char *p = NULL;
     size_t n = 0;
     int rc = read_file(path, &p, &n);
-    if (rc == -ENOENT) return 0;
+    if (rc == -ENOENT) {
+        remove_other_snapshots(e); /* none is committed */
+        return 0;
+    }
     if (rc < 0) return fail(err, errlen, rc, path, strerror(-rc));
     ibuf r = {0};
-    uint32_t version = 0;
-    rc = check_header(p, n, &r, &version, path, err, errlen);
-    if (rc == 0) rc = load_body(e, &r, version, path, err, errlen);
+    rc = check_header(p, n, &r, CK_MAGIC, CK_VERSION, "checkpoint", path, err, errlen);
+    if (rc == 0) rc = load_body(e, &r, path, err, errlen);
     free(p);
+    if (rc == 0) remove_other_snapshots(e);
     return rc;
 }
 

@@ -331,15 +331,6 @@ int64_t ff_engine_horizon(const ff_engine *e)
 
 /* ---- open, replay, close ---- */
 
-/* Whether an event of d at ts is a row of a space (else an orphan row, never sealed). */
-static bool counts_in_a_space(const ff__dpu *d, int64_t ts)
-{
-    int vi = ff__dpu_version_at(d, ts);
-    if (vi < 0) return false;
-    const uint32_t *sl = ff__dpu_slots(d, (uint32_t)vi);
-    return sl[0] != FF__NOIX || sl[1] != FF__NOIX;
-}
-
 /* Replays the events of one record; covered: the record is at or before the
  * checkpoint's LSN (engine/checkpoint.c gives the rules). */
 static int replay_events(ff_engine *e, const void *payload, uint32_t len, uint64_t lsn,
@@ -357,7 +348,7 @@ static int replay_events(ff_engine *e, const void *payload, uint32_t len, uint64
             return FF_ECORRUPT;
         if (ev.ts > bmax) bmax = ev.ts;
         if (covered) ev.reserved = 0; /* its revision is in the checkpoint */
-        if (covered && ev.ts <= e->sealed_upto && (e->ck_orphans || counts_in_a_space(d, ev.ts))) {
+        if (covered && ev.ts <= e->sealed_upto) {
             e->events_skipped++; /* in the segments or the checkpoint's orphan rows */
             continue;
         }

@@ -129,7 +129,9 @@ struct ff_engine {
     /* log release (engine/checkpoint.c) */
     ff__lchunk *lch; /* by from; chunks of the log not released yet */
     size_t nlch, caplch;
-    bool ck_orphans;             /* the loaded checkpoint holds the orphan rows (version >= 2) */
+    uint64_t topo_gen;           /* topology changes applied (engine/topology.c) */
+    uint64_t topo_snap;          /* the topology snapshot the checkpoint names; 0 none */
+    uint64_t topo_snap_gen;      /* topo_gen when that snapshot was taken */
     uint64_t log_released;       /* log files released */
     const ff_log_recovery *lrep; /* during replay: what the log found so far */
     bool log_gap;                /* replay stopped: the log starts after the checkpoint */

@@ -428,6 +428,7 @@ static void apply_assign(ff_engine *e, uint32_t dpu_id, const ff_assignment *a)
 
 static void apply(ff_engine *e, const topo_op *op)
 {
+    e->topo_gen++; /* the checkpoint's snapshot is out of date (engine/checkpoint.c) */
     switch (op->op) {
     case OP_SPACE_PUT:
         apply_space_put(e, &op->space);

@@ -584,9 +584,72 @@ Test(seal, a_corrupt_segment_or_checkpoint_fails_the_open_by_name)
     e = reopen(dir, &clk, &rep);
     ff_engine_close(e);
 
+    garble(dir, "topology-", 40, name, sizeof(name)); /* the topology snapshot */
+    cr_assert_eq(ff_engine_open(&e, &o, &rep), FF_ECORRUPT);
+    cr_assert_not_null(strstr(rep.error, name), "error \"%s\" names %s", rep.error, name);
+    garble(dir, name, 40, name, sizeof(name)); /* repaired */
+    e = reopen(dir, &clk, &rep);
+    ff_engine_close(e);
+
     garble(dir, "checkpoint.ffc", 40, name, sizeof(name));
     cr_assert_eq(ff_engine_open(&e, &o, &rep), FF_ECORRUPT);
     cr_assert_not_null(strstr(rep.error, "checkpoint.ffc"), "error \"%s\"", rep.error);
+    rm_tree(dir);
+}
+
+/* The names of the topology snapshots in dir (at most 4). */
+static size_t snapshots(const char *dir, char names[4][256])
+{
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d);
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (strncmp(de->d_name, "topology-", 9) == 0 && n < 4)
+            snprintf(names[n++], 256, "%s", de->d_name);
+    closedir(d);
+    return n;
+}
+
+/* Checkpoints name a topology snapshot written only when the topology changed: many
+ * seals share one, a change makes the next checkpoint write the next one and remove the
+ * old, and a reopen rebuilds the topology from it (the log before it is released). */
+Test(seal, the_topology_snapshot_is_rewritten_only_when_the_topology_changes)
+{
+    static script s;
+    make_script(&s, 91);
+    char dir[64], first[4][256], now[4][256];
+    make_tmpdir(dir, sizeof(dir));
+    fake_clock clk = {.now = T0};
+    ff_engine_opts o = seal_opts(&clk, dir);
+    o.log_file_bytes = 4096;
+    ff_engine *e = open_engine(&o);
+    topology(e);
+    play(e, &clk, &s, 0, NEVENTS / 2, NULL);
+    ff_engine_stats st;
+    ff_engine_stats_get(e, &st);
+    cr_assert_gt(st.segments_sealed, 2, "several checkpoints were written");
+    cr_assert_eq(snapshots(dir, first), 1, "one snapshot for all of them");
+
+    put_space(e, 9, "S9", false); /* a change: the next checkpoint takes a new snapshot */
+    play(e, &clk, &s, NEVENTS / 2, NEVENTS, NULL);
+    clk.now += FF_HOUR;
+    ff_engine_tick(e);
+    ff_engine_tick(e);
+    cr_assert_eq(snapshots(dir, now), 1, "the old snapshot was removed");
+    cr_assert_str_neq(now[0], first[0]);
+    ff_engine_stats_get(e, &st);
+    cr_assert_gt(st.log_files_released, 0);
+    answers want = answers_all(e, &s);
+    ff_engine_close(e);
+
+    e = open_engine(&o);
+    ff_space_info info;
+    cr_assert_eq(ff_engine_space_get(e, 9, &info), 0, "space 9 came back from the snapshot");
+    answers got = answers_all(e, &s);
+    assert_same(&want, &got, "reopened from the snapshot");
+    ff_engine_close(e);
+    free(want.b), free(got.b);
     rm_tree(dir);
 }
 
