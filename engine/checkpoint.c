@@ -261,7 +261,7 @@ int ff__ckpt_write(ff_engine *e, uint64_t lsn)
         obuf t = {0};
         encode_topology(e, &t);
         snap_name(name, ++snap);
-        rc = write_atomic(dfd, name, &t, FF__STOP_NONE);
+        rc = write_atomic(dfd, name, &t, FF__STOP_TOPO);
         free(t.p);
     }
     obuf b = {0};

@@ -240,6 +240,7 @@ enum {
     FF__STOP_CKPT,     /* committed; files of replaced versions not yet removed */
     FF__STOP_AMEND,    /* segments rewritten for a late event, not committed */
     FF__STOP_MERGE,    /* a merged segment is durable, no checkpoint names it */
+    FF__STOP_TOPO,     /* a new topology snapshot is written but not renamed */
     FF__STOP_HIT
 };
 extern int ff__seal_test_stop;

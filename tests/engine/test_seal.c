@@ -179,6 +179,17 @@ static size_t segment_files(const char *dir)
     return n;
 }
 
+static size_t files_named(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d);
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) n += strncmp(de->d_name, prefix, strlen(prefix)) == 0;
+    closedir(d);
+    return n;
+}
+
 Test(seal, answers_equal_the_in_memory_engine_and_survive_reopen)
 {
     for (uint64_t seed = 1; seed <= 6; seed++) {
@@ -457,6 +468,8 @@ static int play_until_crash(ff_engine *e, fake_clock *clk, const script *s, int 
 {
     for (int i = 0; i < NEVENTS; i++) {
         if (i == arm) ff__seal_test_stop = stop;
+        if (i == arm && stop == FF__STOP_TOPO) /* a change the next checkpoint must snapshot */
+            put_space(e, 77, "S77", false);
         play(e, clk, s, i, i + 1, NULL);
         if (ff__seal_test_stop == FF__STOP_HIT) {
             ff__seal_test_stop = FF__STOP_NONE;
@@ -469,8 +482,8 @@ static int play_until_crash(ff_engine *e, fake_clock *clk, const script *s, int 
 
 Test(seal, a_crash_at_any_step_of_a_seal_loses_nothing)
 {
-    int stops[] = {FF__STOP_SEGMENT, FF__STOP_CKPT_TMP, FF__STOP_CKPT, FF__STOP_AMEND,
-                   FF__STOP_MERGE};
+    int stops[] = {FF__STOP_SEGMENT, FF__STOP_CKPT_TMP, FF__STOP_CKPT,
+                   FF__STOP_AMEND,   FF__STOP_MERGE,    FF__STOP_TOPO};
     for (size_t k = 0; k < FF_ARRAY_LEN(stops); k++)
         for (uint64_t seed = 1; seed <= 4; seed++) {
             static script s;
@@ -492,6 +505,7 @@ Test(seal, a_crash_at_any_step_of_a_seal_loses_nothing)
             ff_engine_stats st;
             ff_engine_stats_get(e, &st);
             cr_assert_eq(segment_files(dir), st.segments, "unnamed segment files remain");
+            cr_assert_leq(files_named(dir, "topology-"), 1, "unnamed snapshots remain");
             answers got = answers_all(e, &s);
             assert_same(&want, &got, "after the crash");
 
