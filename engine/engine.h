@@ -49,6 +49,10 @@ typedef struct ff_engine_opts {
      * time has passed with some settled. 0 = defaults (FF_SEAL_ROWS, FF_SEAL_AGE). */
     uint64_t seal_rows;
     int64_t seal_age_us;
+    /* Only rows older than H - seal_lag_us are sealed (default 0: every settled row).
+     * Late events into the lag are counted in memory, cheaply; older ones rewrite
+     * segments. Costs memory: the rows of the lag. */
+    int64_t seal_lag_us;
     /* Adjacent segments older than H - max_lateness (out of reach of late events) are
      * merged pairwise while the result holds at most seal_merge_rows rows, one merge
      * per tick, so a space's index stays short. 0 = 16 * seal_rows. */

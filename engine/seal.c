@@ -13,7 +13,10 @@
  * When. Once seal_rows rows have settled since the last seal, or seal_age_us of
  * wall-clock time has passed with some settled: in ff__seal_tick() (from
  * ff_engine_tick()), or with seal_async as a job the caller runs on another thread
- * (Jobs, below; footfalld does). A seal takes to = H: every settled row leaves memory.
+ * (Jobs, below; footfalld does). A seal takes to = H - seal_lag_us (default 0): every
+ * settled row older than that leaves memory. A lag keeps recent settled history in
+ * memory, where a late event is cheap to count (a refold), instead of in segments,
+ * where it costs rewrites (Late events, below).
  * On the engine's thread a seal costs one copy of its rows (about 5 ns a row) and the
  * checkpoint; the segment's encoding, compression and fsyncs are the job's.
  *
@@ -553,11 +556,18 @@ static ff_seal_job *job_begin(ff_engine *e, ff_seal_job *j)
     return j;
 }
 
+/* Where a seal would end: H, or seal_lag_us before it (FF_TS_MIN: nothing to seal). */
+static int64_t seal_target(const ff_engine *e)
+{
+    int64_t to;
+    if (e->h == FF_TS_MIN || __builtin_sub_overflow(e->h, e->o.seal_lag_us, &to)) return FF_TS_MIN;
+    return to;
+}
+
 /* Whether a seal is due at wall-clock time now. */
 static bool seal_due(const ff_engine *e, int64_t now)
 {
-    if (!e->seg_dir || e->h == FF_TS_MIN || !e->settled_since_seal || e->h <= e->sealed_upto)
-        return false;
+    if (!e->seg_dir || !e->settled_since_seal || seal_target(e) <= e->sealed_upto) return false;
     uint64_t rows = e->o.seal_rows ? e->o.seal_rows : FF_SEAL_ROWS;
     int64_t age = e->o.seal_age_us > 0 ? e->o.seal_age_us : FF_SEAL_AGE;
     return e->settled_since_seal >= rows || now - e->last_seal >= age;
@@ -577,7 +587,7 @@ void ff__seal_tick(ff_engine *e, int64_t now)
     if (e->o.seal_async && !e->seal_sync_next) return;            /* ff_engine_seal_begin's work */
     if (e->merge_scan) merge_some(e, true);
     if (!seal_due(e, now)) return;
-    int rc = job_sync(e, seal_job(e, e->h));
+    int rc = job_sync(e, seal_job(e, seal_target(e)));
     if (rc == -EINTR) return;            /* a test's crash point: the engine is closed next */
     if (rc < 0 && rc != -EAGAIN) return; /* retried next time */
     e->last_seal = now;
@@ -589,7 +599,7 @@ int ff_engine_seal_begin(ff_engine *e, ff_seal_job **out)
     if (!e->seg_dir || e->job || e->amend_pending) return 0;
     int64_t now = ff__now(e);
     if (seal_due(e, now)) {
-        *out = job_begin(e, seal_job(e, e->h));
+        *out = job_begin(e, seal_job(e, seal_target(e)));
         e->last_seal = now;
     }
     if (!*out && e->merge_scan) merge_some(e, false);

@@ -659,6 +659,7 @@ void ff_server_opts_default(ff_server_opts *o)
     memset(o, 0, sizeof(*o));
     ff_engine_opts_default(&o->engine);
     o->engine.data_dir = "./footfall-data";
+    o->engine.seal_lag_us = 5 * 60 * (int64_t)1000000; /* late events of minutes stay cheap */
     o->udp = "127.0.0.1:7070";
     o->tcp = "127.0.0.1:7071";
     o->http = "127.0.0.1:8080";

@@ -34,6 +34,8 @@ static const char usage[] =
     "  --seal-rows N         seal settled rows into a segment once N have settled\n"
     "                        (default 1048576)\n"
     "  --seal-age DURATION   ... or once this much time has passed (default 1h)\n"
+    "  --seal-lag DURATION   keep settled rows younger than H - this in memory, where a\n"
+    "                        late event costs a refold, not segment rewrites (default 5m)\n"
     "  --metrics-per-space   export footfall_space_occupancy{space=...} per space\n"
     "  --udp-rcvbuf BYTES    UDP receive buffer (default 33554432)\n"
     "  --quiet               no informational lines on stderr\n"
@@ -64,6 +66,7 @@ enum {
     OPT_LOG_FILE_BYTES,
     OPT_SEAL_ROWS,
     OPT_SEAL_AGE,
+    OPT_SEAL_LAG,
 };
 
 static const struct option options[] = {
@@ -87,6 +90,7 @@ static const struct option options[] = {
     {"log-file-bytes", required_argument, 0, OPT_LOG_FILE_BYTES},
     {"seal-rows", required_argument, 0, OPT_SEAL_ROWS},
     {"seal-age", required_argument, 0, OPT_SEAL_AGE},
+    {"seal-lag", required_argument, 0, OPT_SEAL_LAG},
     {0, 0, 0, 0},
 };
 
@@ -190,6 +194,10 @@ static int parse_flag(int c, const char *v, ff_server_opts *o)
     case OPT_SEAL_AGE:
         if (!duration(v, &o->engine.seal_age_us) || o->engine.seal_age_us == 0)
             return bad(name, v, "expected a duration like 1h");
+        break;
+    case OPT_SEAL_LAG:
+        if (!duration(v, &o->engine.seal_lag_us))
+            return bad(name, v, "expected a duration like 10m");
         break;
     default:
         fprintf(stderr, "footfalld: flag %s is not handled (a bug)\n", name);

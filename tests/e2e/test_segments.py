@@ -118,7 +118,8 @@ def metric(srv, name):
 def log_released():
     """Log files whose events are all sealed are removed; a kill -9 and a restart from
     what is left -- checkpoint, segments, the last log file -- answer identically."""
-    srv = Server("--settle", "1s", "--seal-rows", "500", "--seal-age", "1s", "--log-file-bytes", "8192")
+    srv = Server("--settle", "1s", "--seal-rows", "500", "--seal-age", "1s", "--seal-lag", "0",
+                 "--log-file-bytes", "8192")
     try:
         srv.send_tcp(BATCHES)
         logs = lambda: sorted(f for f in os.listdir(srv.data_dir) if f.startswith("log-"))

@@ -6,6 +6,7 @@
  * a seal -- gives the same answers again.
  */
 #include "engine_testutil.h"
+#include "engine/engine_int.h" /* the crash points of a seal, sealed_upto */
 
 #include <dirent.h>
 #include <pthread.h>
@@ -392,6 +393,42 @@ Test(seal, async_jobs_interleaved_with_ingest_give_the_same_answers)
     cr_assert_gt(merged, 0, "no merge ran as a job");
 }
 
+/* With a seal lag, rows younger than H - lag stay in memory: a late event into them is
+ * a refold, never a segment rewrite, and the answers are the same. */
+Test(seal, a_seal_lag_keeps_recent_history_in_memory_and_late_events_there_cheap)
+{
+    static script s;
+    make_script(&s, 57);
+    answers want = reference(&s, NULL);
+    char dir[64];
+    make_tmpdir(dir, sizeof(dir));
+    fake_clock clk = {.now = T0};
+    ff_engine_opts o = seal_opts(&clk, dir);
+    o.seal_lag_us = LATENESS; /* every late event of the script lands in the lag */
+    ff_engine *e = open_engine(&o);
+    topology(e);
+    play(e, &clk, &s, 0, NEVENTS, NULL);
+    clk.now += FF_HOUR;
+    ff_engine_tick(e);
+    ff_engine_tick(e);
+    ff_engine_stats st;
+    ff_engine_stats_get(e, &st);
+    cr_assert_gt(st.segments_sealed, 1);
+    cr_assert_eq(st.segments_rewritten, 0, "%llu rewrites for late events",
+                 (unsigned long long)st.segments_rewritten);
+    cr_assert_leq(e->sealed_upto, e->h - LATENESS, "a row inside the lag was sealed");
+    cr_assert_gt(st.settled_rows, 0, "the lag's rows are in memory");
+    answers got = answers_all(e, &s);
+    assert_same(&want, &got, "with a seal lag");
+    ff_engine_close(e);
+    e = open_engine(&o);
+    answers again = answers_all(e, &s);
+    assert_same(&want, &again, "with a seal lag, reopened");
+    ff_engine_close(e);
+    free(want.b), free(got.b), free(again.b);
+    rm_tree(dir);
+}
+
 Test(seal, resident_rows_drop_after_sealing)
 {
     static script s;
@@ -436,8 +473,6 @@ Test(seal, without_a_data_dir_nothing_is_sealed)
 }
 
 /* ---- crash points ---- */
-
-#include "engine/engine_int.h" /* ff__seal_test_stop: the crash points of a seal */
 
 /* The in-memory engine's answers after arrivals [0, n). */
 static answers reference_prefix(const script *s, int n, int64_t now)
