@@ -136,7 +136,7 @@ static void put_orphans(const ff_engine *e, obuf *b)
     size_t at = b->n;
     uint32_t ndpus = 0;
     put_u32(b, 0);
-    for (size_t i = 0; i < e->ndpus; i++) {
+    for (size_t i = 0; i < e->ndpus && e->orphan_dpus; i++) { /* 10 M DPUs, seldom orphans */
         const ff__rows *r = e->dpus[i].orphans;
         size_t k = 0;
         while (r && k < ff__rows_n(r) && ff__rows_at(r, k)->ts <= e->sealed_upto) k++;
@@ -409,7 +409,7 @@ static int load_orphans(ff_engine *e, ibuf *r)
         ff__dpu *d = ff__dpu_find(e, (uint32_t)get(r, 4));
         uint32_t k = (uint32_t)get(r, 4);
         if (r->bad || !d || (size_t)(r->end - r->p) / sizeof(ff_event) < k) return FF_ECORRUPT;
-        if (!d->orphans) d->orphans = ff_xcalloc(1, sizeof(*d->orphans));
+        if (!d->orphans) d->orphans = ff_xcalloc(1, sizeof(*d->orphans)), e->orphan_dpus++;
         for (uint32_t j = 0; j < k; j++) {
             ff_event ev;
             memcpy(&ev, r->p, sizeof(ev));

@@ -91,6 +91,7 @@ struct ff_engine {
     ff__dpu *dpus;
     size_t ndpus, capdpus;
     ff__idmap dpu_ix;
+    size_t orphan_dpus; /* DPUs with an orphan list */
 
     int64_t h;           /* horizon; FF_TS_MIN before any event */
     int64_t max_ts;      /* FF_TS_MIN before any event */
