@@ -409,7 +409,10 @@ static int load_orphans(ff_engine *e, ibuf *r)
         ff__dpu *d = ff__dpu_find(e, (uint32_t)get(r, 4));
         uint32_t k = (uint32_t)get(r, 4);
         if (r->bad || !d || (size_t)(r->end - r->p) / sizeof(ff_event) < k) return FF_ECORRUPT;
-        if (!d->orphans) d->orphans = ff_xcalloc(1, sizeof(*d->orphans)), e->orphan_dpus++;
+        if (!d->orphans) {
+            d->orphans = ff_xcalloc(1, sizeof(*d->orphans));
+            e->orphan_dpus++;
+        }
         for (uint32_t j = 0; j < k; j++) {
             ff_event ev;
             memcpy(&ev, r->p, sizeof(ev));

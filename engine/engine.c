@@ -103,7 +103,10 @@ void ff__apply_event(ff_engine *e, ff__dpu *d, const ff_event *ev)
     const uint32_t *sl = vi >= 0 ? ff__dpu_slots(d, (uint32_t)vi) : NULL;
     bool late = ev->reserved & FF_EVF_LATE;
     if (!sl || (sl[0] == FF__NOIX && sl[1] == FF__NOIX)) {
-        if (!d->orphans) d->orphans = ff_xcalloc(1, sizeof(*d->orphans)), e->orphan_dpus++;
+        if (!d->orphans) {
+            d->orphans = ff_xcalloc(1, sizeof(*d->orphans));
+            e->orphan_dpus++;
+        }
         insert_row(d->orphans, ev, 0);
     } else {
         if (e->job && ev->ts <= e->seal_to) e->seal_dirty = true; /* engine/seal.c */
