@@ -238,6 +238,10 @@ void ff_engine_tick(ff_engine *e);
  * Ingest, queries and ticks go on between begin and end; ff_engine_close() may not.
  */
 typedef struct ff_seal_job ff_seal_job;
+/* Syncs the log and writes a checkpoint now, with a new topology snapshot if the
+ * topology changed since the last one (engine/checkpoint.c): after a bulk topology
+ * change, so that the next seal does not pay for the snapshot. 0 or an error. */
+int ff_engine_checkpoint(ff_engine *e);
 int ff_engine_seal_begin(ff_engine *e, ff_seal_job **job);
 int ff_engine_seal_run(ff_seal_job *job);
 int ff_engine_seal_end(ff_engine *e, ff_seal_job *job, int rc);

@@ -913,6 +913,13 @@ static void merge_some(ff_engine *e, bool sync)
     e->merge_scan = false;
 }
 
+int ff_engine_checkpoint(ff_engine *e)
+{
+    if (!e->seg_dir) return 0;
+    int rc = ff_log_sync(e->log);
+    return rc ? rc : commit(e, ff_log_written(e->log));
+}
+
 int ff__seal_commit(ff_engine *e)
 {
     if (!e->amend_pending) return 0;

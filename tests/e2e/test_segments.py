@@ -121,6 +121,10 @@ def log_released():
     srv = Server("--settle", "1s", "--seal-rows", "500", "--seal-age", "1s", "--seal-lag", "0",
                  "--log-file-bytes", "8192")
     try:
+        # --topology was snapshotted at start: the checkpoint names it, no seal needed
+        assert [f for f in os.listdir(srv.data_dir) if f.startswith("topology-")], \
+            os.listdir(srv.data_dir)
+        assert os.path.exists(os.path.join(srv.data_dir, "checkpoint.ffc"))
         srv.send_tcp(BATCHES)
         logs = lambda: sorted(f for f in os.listdir(srv.data_dir) if f.startswith("log-"))
         time.sleep(1.8)
