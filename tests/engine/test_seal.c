@@ -154,11 +154,11 @@ static answers reference(const script *s, uint8_t *outcomes)
 }
 
 /* The sealing engine over dir after the whole script, still open. */
-static ff_engine *sealing_run(const script *s, const char *dir, fake_clock *clk, uint8_t *out)
+/* An engine with options o after the whole script and an idle hour, still open. */
+static ff_engine *run_with(const ff_engine_opts *o, const script *s, fake_clock *clk, uint8_t *out)
 {
     clk->now = T0;
-    ff_engine_opts o = seal_opts(clk, dir);
-    ff_engine *e = open_engine(&o);
+    ff_engine *e = open_engine(o);
     topology(e);
     play(e, clk, s, 0, NEVENTS, out);
     clk->now += FF_HOUR;
@@ -167,19 +167,13 @@ static ff_engine *sealing_run(const script *s, const char *dir, fake_clock *clk,
     return e;
 }
 
-static size_t segment_files(const char *dir)
+static ff_engine *sealing_run(const script *s, const char *dir, fake_clock *clk, uint8_t *out)
 {
-    char path[128];
-    snprintf(path, sizeof(path), "%s/segments", dir);
-    DIR *d = opendir(path);
-    cr_assert_not_null(d);
-    size_t n = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) n += strncmp(de->d_name, "seg-", 4) == 0;
-    closedir(d);
-    return n;
+    ff_engine_opts o = seal_opts(clk, dir);
+    return run_with(&o, s, clk, out);
 }
 
+/* Files in dir whose names start with prefix. */
 static size_t files_named(const char *dir, const char *prefix)
 {
     DIR *d = opendir(dir);
@@ -189,6 +183,13 @@ static size_t files_named(const char *dir, const char *prefix)
     while ((de = readdir(d))) n += strncmp(de->d_name, prefix, strlen(prefix)) == 0;
     closedir(d);
     return n;
+}
+
+static size_t segment_files(const char *dir)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/segments", dir);
+    return files_named(path, "seg-");
 }
 
 Test(seal, answers_equal_the_in_memory_engine_and_survive_reopen)
@@ -229,17 +230,6 @@ Test(seal, answers_equal_the_in_memory_engine_and_survive_reopen)
     }
 }
 
-static size_t log_files_in(const char *dir)
-{
-    DIR *d = opendir(dir);
-    cr_assert_not_null(d);
-    size_t n = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) n += strncmp(de->d_name, "log-", 4) == 0;
-    closedir(d);
-    return n;
-}
-
 /* With 4 KiB log files (about 100 single-event records each), the script fills dozens
  * of files; once their events are sealed (or in the checkpoint's orphan rows) they go,
  * and a reopen from what is left -- the checkpoint, segments, the last few files --
@@ -255,19 +245,14 @@ Test(seal, log_files_are_released_once_sealed_and_reopen_answers_the_same)
         fake_clock clk = {.now = T0};
         ff_engine_opts o = seal_opts(&clk, dir);
         o.log_file_bytes = 4096;
-        ff_engine *e = open_engine(&o);
-        topology(e);
-        play(e, &clk, &s, 0, NEVENTS, NULL);
-        clk.now += FF_HOUR;
-        ff_engine_tick(e);
-        ff_engine_tick(e);
+        ff_engine *e = run_with(&o, &s, &clk, NULL);
         ff_engine_stats st;
         ff_engine_stats_get(e, &st);
         cr_assert_gt(st.log_files_released, 8, "seed %llu: %llu files released",
                      (unsigned long long)seed, (unsigned long long)st.log_files_released);
         cr_assert_lt(st.log_files, 8, "seed %llu: %u log files kept", (unsigned long long)seed,
                      st.log_files);
-        cr_assert_eq(log_files_in(dir), st.log_files);
+        cr_assert_eq(files_named(dir, "log-"), st.log_files);
         answers got = answers_all(e, &s);
         assert_same(&want, &got, "after release");
         ff_engine_close(e);
@@ -405,12 +390,7 @@ Test(seal, a_seal_lag_keeps_recent_history_in_memory_and_late_events_there_cheap
     fake_clock clk = {.now = T0};
     ff_engine_opts o = seal_opts(&clk, dir);
     o.seal_lag_us = LATENESS; /* every late event of the script lands in the lag */
-    ff_engine *e = open_engine(&o);
-    topology(e);
-    play(e, &clk, &s, 0, NEVENTS, NULL);
-    clk.now += FF_HOUR;
-    ff_engine_tick(e);
-    ff_engine_tick(e);
+    ff_engine *e = run_with(&o, &s, &clk, NULL);
     ff_engine_stats st;
     ff_engine_stats_get(e, &st);
     cr_assert_gt(st.segments_sealed, 1);
