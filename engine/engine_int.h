@@ -126,6 +126,8 @@ struct ff_engine {
     bool seal_dirty;     /* an event at or before seal_to was applied since begin */
     bool seal_sync_next; /* a seal job was discarded: the next seal runs in the tick */
     uint64_t seal_jobs_discarded;
+    ff_seg **deferred; /* segments to close when the merge job ends (close_seg) */
+    size_t ndeferred, capdeferred;
 
     /* log release (engine/checkpoint.c) */
     ff__lchunk *lch; /* by from; chunks of the log not released yet */

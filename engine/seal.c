@@ -41,13 +41,18 @@
  * it again.
  *
  * Merging. Each seal adds a segment, and every space active in its window gets an index
- * entry in it, so the index would grow by (active spaces) entries per seal. Once two
- * adjacent segments both lie before H - max_lateness (no late event can reach them:
- * it would be too_old) and hold at most seal_merge_rows rows together, a tick merges
- * them into one segment covering both windows (one merge per tick, bounded by that
- * size), committed by a checkpoint like an amendment: the old files stay until the
- * checkpoint names the merged one. Pairwise merges grow segments geometrically, so
- * the index holds about (spaces x history / seal_merge_rows) entries.
+ * entry in it, so the index would grow by (active spaces) entries per seal: 50,000
+ * spaces sealed 50 times a day are 2.5 M entries a day. So adjacent segments of similar
+ * size (the later holding at least half the rows of the earlier) that hold at most
+ * seal_merge_rows rows together are merged into one segment covering both windows, one
+ * merge at a time, as a job (below) or in the tick, committed by a checkpoint like an
+ * amendment: the old files stay until the checkpoint names the merged one. Like a
+ * binary counter, each row is rewritten about log2(seal_merge_rows / seal_rows) times
+ * and a space's index holds about history / seal_merge_rows + that many entries.
+ * A late event may rewrite a segment that a merge job is reading: the job's end sees
+ * the new version and discards the merge, and the old version's mapping is closed only
+ * then (close_seg). Merging costs late events nothing more: a late event already
+ * rewrites every later segment of its space, merged or not.
  * Segments are named in the index by a stable id (ascending with their windows), so a
  * merge only renames the entries of the second segment's spaces.
  *
@@ -181,6 +186,8 @@ void ff__seal_close(ff_engine *e)
     free(e->garbage);
     free(e->lch);
     e->lch = NULL;
+    free(e->deferred);
+    e->deferred = NULL;
     free(e->seg_dir);
     e->segs = NULL;
     e->nsegs = e->capsegs = 0;
@@ -465,6 +472,23 @@ static bool seal_still_valid(const ff_engine *e, const ff_seal_job *j)
     return true;
 }
 
+/*
+ * Closes a segment the engine no longer uses. A merge job's worker may still be reading
+ * its two segments (a late event may rewrite one meanwhile; the job's end then sees the
+ * new version and discards the merge): those are closed when the job ends.
+ */
+static void close_seg(ff_engine *e, ff_seg *seg)
+{
+    const ff_seal_job *j = e->job;
+    if (j && j->merge && (seg == j->a.seg || seg == j->b.seg)) {
+        e->deferred =
+            ff_xgrow(e->deferred, &e->capdeferred, e->ndeferred + 1, sizeof(*e->deferred));
+        e->deferred[e->ndeferred++] = seg;
+        return;
+    }
+    ff_seg_close(seg);
+}
+
 static void retire(ff_engine *e, size_t i);
 static void reindex_merged(ff_engine *e, const ff_seg *sb, uint32_t a, uint32_t b);
 
@@ -536,6 +560,8 @@ static int job_end(ff_engine *e, ff_seal_job *j, int rc)
 {
     FF_ASSERT(e->job == j);
     e->job = NULL;
+    for (size_t i = 0; i < e->ndeferred; i++) ff_seg_close(e->deferred[i]);
+    e->ndeferred = 0;
     if (rc == 0)
         rc = j->merge ? merge_end(e, j) : seal_end(e, j);
     else
@@ -755,7 +781,7 @@ static int rewrite(ff_engine *e, size_t g, amend *a)
     ff_seg *seg;
     if (rc == 0) rc = ff_seg_open(path, &seg, err, sizeof(err));
     if (rc < 0) return rc;
-    ff_seg_close(ref->seg);
+    close_seg(e, ref->seg);
     ref->seg = seg;
     ref->version++;
     ref->in_ck = false;
@@ -875,7 +901,7 @@ static void retire(ff_engine *e, size_t i)
         snprintf(path, sizeof(path), "%s/%s", e->seg_dir, name);
         unlink(path);
     }
-    ff_seg_close(r->seg);
+    close_seg(e, r->seg);
 }
 
 static uint64_t seg_rows(const ff_seg *seg)
@@ -894,16 +920,18 @@ static ff_seal_job *merge_job(ff_engine *e, size_t i)
     return j;
 }
 
-/* One merge of the first adjacent pair out of reach of late events that fits: done at
- * once (sync), or begun as the engine's job. */
+/* One merge of the first adjacent pair that fits: done at once (sync), or begun as the
+ * engine's job. Pairs of similar size only (the later one at least half the earlier),
+ * so merging works like a binary counter: each row is rewritten about log2(most /
+ * seal_rows) times, and a space's index holds about history / most + log2(most /
+ * seal_rows) entries. */
 static void merge_some(ff_engine *e, bool sync)
 {
     uint64_t rows = e->o.seal_rows ? e->o.seal_rows : FF_SEAL_ROWS;
     uint64_t most = e->o.seal_merge_rows ? e->o.seal_merge_rows : 16 * rows;
-    int64_t limit; /* events with ts < limit are refused as too_old */
-    if (__builtin_sub_overflow(e->h, e->o.max_lateness_us, &limit)) limit = FF_TS_MIN;
-    for (size_t i = 0; i + 1 < e->nsegs && e->segs[i + 1].end < limit; i++) {
-        if (seg_rows(e->segs[i].seg) + seg_rows(e->segs[i + 1].seg) > most) continue;
+    for (size_t i = 0; i + 1 < e->nsegs; i++) {
+        uint64_t a = seg_rows(e->segs[i].seg), b = seg_rows(e->segs[i + 1].seg);
+        if (a + b > most || 2 * b < a) continue;
         if (sync)
             job_sync(e, merge_job(e, i)); /* a failure is retried by a later tick */
         else

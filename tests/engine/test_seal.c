@@ -468,6 +468,74 @@ static answers reference_prefix(const script *s, int n, int64_t now)
     return a;
 }
 
+/* Plays arrivals [0, n) with seal_async, running every job at once, until a merge job
+ * is begun (returned, not run) after arrival n-1; NULL if none by the end. */
+static ff_seal_job *play_until_merge_job(ff_engine *e, fake_clock *clk, const script *s, int *n)
+{
+    for (int i = 0; i < NEVENTS; i++) {
+        play(e, clk, s, i, i + 1, NULL);
+        ff_seal_job *j;
+        while (ff_engine_seal_begin(e, &j) == 1) {
+            if (e->seal_to == FF_TS_MIN && i > NEVENTS / 2) { /* a merge */
+                *n = i + 1;
+                return j;
+            }
+            cr_assert_eq(ff_engine_seal_end(e, j, ff_engine_seal_run(j)), 0);
+        }
+    }
+    return NULL;
+}
+
+/* A late event rewrites the segments a merge job is reading, before the job runs: the
+ * job must still read the old versions (kept open until it ends), and its end must see
+ * the new versions and discard the merge. Answers equal the in-memory engine's. */
+Test(seal, a_late_event_into_segments_being_merged_discards_the_merge)
+{
+    static script s;
+    make_script(&s, 71);
+    char dir[64];
+    make_tmpdir(dir, sizeof(dir));
+    fake_clock clk = {.now = T0};
+    ff_engine_opts o = seal_opts(&clk, dir);
+    o.seal_async = true;
+    o.max_lateness_us = 10 * FF_HOUR; /* every segment is in reach of a late event */
+    ff_engine *e = open_engine(&o);
+    topology(e);
+    int n = 0;
+    ff_seal_job *j = play_until_merge_job(e, &clk, &s, &n);
+    cr_assert_not_null(j, "no merge job was begun");
+    ff_engine_stats before;
+    ff_engine_stats_get(e, &before);
+    /* DPU 101 counts out of S2 (unclamped) from the start: a change before every segment
+     * shifts all of S2's later occupancies, so every segment holding S2 is rewritten */
+    ff_event late = ev_make(101, T0 + FF_SECOND / 2, 1, 9);
+    uint8_t out;
+    cr_assert_eq(ff_engine_ingest(e, &late, 1, &out, NULL), 0);
+    cr_assert_eq(out, FF_OUT_LATE);
+    cr_assert_eq(ff_engine_seal_run(j), 0, "the job read its segments after the rewrite");
+    cr_assert_eq(ff_engine_seal_end(e, j, 0), 0);
+    ff_engine_stats after;
+    ff_engine_stats_get(e, &after);
+    cr_assert_gt(after.segments_rewritten, before.segments_rewritten);
+    cr_assert_eq(after.seal_jobs_discarded, before.seal_jobs_discarded + 1);
+    cr_assert_eq(segment_files(dir), after.segments, "the discarded merge left its file");
+    answers got = answers_all(e, &s);
+    ff_engine_close(e);
+
+    fake_clock rclk = {.now = T0};
+    ff_engine_opts ro = seal_opts(&rclk, NULL);
+    ro.max_lateness_us = o.max_lateness_us;
+    ff_engine *r = open_engine(&ro);
+    topology(r);
+    play(r, &rclk, &s, 0, n, NULL);
+    cr_assert_eq(ff_engine_ingest(r, &late, 1, &out, NULL), 0);
+    answers want = answers_all(r, &s);
+    ff_engine_close(r);
+    assert_same(&want, &got, "after the discarded merge");
+    free(want.b), free(got.b);
+    rm_tree(dir);
+}
+
 static ff_engine *reopen(const char *dir, fake_clock *clk, ff_engine_recovery *rep)
 {
     ff_engine_opts o = seal_opts(clk, dir);
