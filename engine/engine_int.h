@@ -128,6 +128,9 @@ struct ff_engine {
     uint64_t seal_jobs_discarded;
     ff_seg **deferred; /* segments to close when the merge job ends (close_seg) */
     size_t ndeferred, capdeferred;
+    uint32_t *by_id; /* live space slots in ascending id order (slots_by_id) */
+    size_t nby_id;
+    uint64_t by_id_gen; /* topo_gen + 1 when by_id was built; 0 never */
 
     /* log release (engine/checkpoint.c) */
     ff__lchunk *lch; /* by from; chunks of the log not released yet */

@@ -188,6 +188,9 @@ void ff__seal_close(ff_engine *e)
     e->lch = NULL;
     free(e->deferred);
     e->deferred = NULL;
+    free(e->by_id);
+    e->by_id = NULL;
+    e->by_id_gen = 0;
     free(e->seg_dir);
     e->segs = NULL;
     e->nsegs = e->capsegs = 0;
@@ -209,19 +212,24 @@ static void grow_sx(ff__space *s)
     s->sx = ff_xrealloc(s->sx, s->capsx * sizeof(*s->sx));
 }
 
-/* Live space slots in ascending id order (free() the result). */
-static uint32_t *slots_by_id(const ff_engine *e, size_t *n)
+/* Live space slots in ascending id order; sorted again only after a topology change
+ * (sorting 50,000 ids at every seal was an eighth of the loop thread's time). */
+static const uint32_t *slots_by_id(ff_engine *e, size_t *n)
 {
-    uint64_t *ids = ff_xmalloc((e->nspaces + 1) * sizeof(*ids));
-    size_t k = 0;
-    for (size_t i = 0; i < e->nspaces; i++)
-        if (e->spaces[i].live) ids[k++] = (uint64_t)e->spaces[i].def.id << 32 | i;
-    qsort(ids, k, sizeof(*ids), cmp_u64);
-    uint32_t *slots = ff_xmalloc((k + 1) * sizeof(*slots));
-    for (size_t i = 0; i < k; i++) slots[i] = (uint32_t)ids[i];
-    free(ids);
-    *n = k;
-    return slots;
+    if (e->by_id_gen != e->topo_gen + 1) {
+        uint64_t *ids = ff_xmalloc((e->nspaces + 1) * sizeof(*ids));
+        size_t k = 0;
+        for (size_t i = 0; i < e->nspaces; i++)
+            if (e->spaces[i].live) ids[k++] = (uint64_t)e->spaces[i].def.id << 32 | i;
+        qsort(ids, k, sizeof(*ids), cmp_u64);
+        e->by_id = ff_xrealloc(e->by_id, (k + 1) * sizeof(*e->by_id));
+        for (size_t i = 0; i < k; i++) e->by_id[i] = (uint32_t)ids[i];
+        free(ids);
+        e->nby_id = k;
+        e->by_id_gen = e->topo_gen + 1;
+    }
+    *n = e->nby_id;
+    return e->by_id;
 }
 
 /* Rows of the settled part with ts <= to (they are a prefix). */
@@ -406,7 +414,7 @@ static void job_unlink(const ff_seal_job *j)
 static ff_seal_job *seal_job(ff_engine *e, int64_t to)
 {
     size_t n;
-    uint32_t *slots = slots_by_id(e, &n);
+    const uint32_t *slots = slots_by_id(e, &n);
     size_t total = 0, nsp = 0;
     for (size_t i = 0; i < n; i++) {
         ff__rows *r = &e->spaces[slots[i]].rows;
@@ -434,7 +442,6 @@ static ff_seal_job *seal_job(ff_engine *e, int64_t to)
         }
         j->settled = e->settled_since_seal;
     }
-    free(slots);
     return j;
 }
 
