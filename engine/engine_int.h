@@ -24,13 +24,16 @@
 #include "engine/rows.h"
 #include "storage/segment.h"
 
-/* The rows of one space inside one sealed segment (engine/seal.c). */
+/* The rows of one space inside one sealed segment (engine/seal.c): the engine's only
+ * memory that grows with history, so it holds just what count-at-T needs without
+ * reading the segment. The occupancy before the rows is the previous entry's last_occ
+ * (0 for the first); the row count is in the segment's footer. */
 typedef struct ff__sealed {
-    uint32_t seg; /* the segment's id (ff__segref.id) */
-    uint64_t rows;
     int64_t first_ts, last_ts;
-    int64_t occ_before, last_occ;
+    uint32_t seg;     /* the segment's id (ff__segref.id) */
+    int32_t last_occ; /* occupancy after the last row (folds saturate at the int32 range) */
 } ff__sealed;
+_Static_assert(sizeof(ff__sealed) == 24, "an index entry is 24 bytes");
 
 /* One live segment: the sealed rows of every space with ts in [start, end]. */
 typedef struct ff__segref {

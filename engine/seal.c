@@ -56,9 +56,10 @@
  * Segments are named in the index by a stable id (ascending with their windows), so a
  * merge only renames the entries of the second segment's spaces.
  *
- * Index. Each space keeps, per segment holding rows of it, an ff__sealed entry: time
- * range, rows, occupancy before and after. count-at-T is a binary search in memory,
- * else a binary search of the entries, and then either an entry's last occupancy or
+ * Index. Each space keeps, per segment holding rows of it, a 24-byte ff__sealed entry:
+ * time range and the occupancy after the rows (the one before is the previous entry's;
+ * the row count is in the footer). count-at-T is a binary search in memory, else a
+ * binary search of the entries, and then either an entry's last occupancy or
  * ff_seg_count_at() on that one segment: O(log n) and at most one block decode.
  *
  * Durability. A seal is committed by the checkpoint (engine/checkpoint.c, which gives
@@ -278,12 +279,8 @@ static void index_rows(ff__space *s, uint32_t seg, size_t k)
 {
     const ff__row *a = &s->rows.set[0], *z = &s->rows.set[k - 1];
     grow_sx(s);
-    s->sx[s->nsx++] = (ff__sealed){.seg = seg,
-                                   .rows = k,
-                                   .first_ts = a->ts,
-                                   .last_ts = z->ts,
-                                   .occ_before = s->rows.base,
-                                   .last_occ = z->occ};
+    s->sx[s->nsx++] =
+        (ff__sealed){.seg = seg, .first_ts = a->ts, .last_ts = z->ts, .last_occ = z->occ};
     s->sealed_rows += k;
     ff__rows_drop_front(&s->rows, k);
 }
@@ -307,18 +304,17 @@ int ff__seal_attach(ff_engine *e, int64_t start, int64_t end, uint32_t version, 
         ff_seg_space_at(seg, i, &si);
         ff__space *s = ff__space_find(e, si.space_id);
         int64_t prev = s && s->nsx ? s->sx[s->nsx - 1].last_occ : 0;
-        if (!s || si.occ_before != prev || si.first_ts < start || si.last_ts > end) {
+        if (!s || si.occ_before != prev || si.first_ts < start || si.last_ts > end ||
+            si.last_occ != (int32_t)si.last_occ) {
             snprintf(err, errlen, "%s: space %u does not continue the checkpoint's history",
                      ff_seg_path(seg), si.space_id);
             return FF_ECORRUPT;
         }
         grow_sx(s);
         s->sx[s->nsx++] = (ff__sealed){.seg = e->segs[ix].id,
-                                       .rows = si.rows,
                                        .first_ts = si.first_ts,
                                        .last_ts = si.last_ts,
-                                       .occ_before = si.occ_before,
-                                       .last_occ = si.last_occ};
+                                       .last_occ = (int32_t)si.last_occ};
         s->sealed_rows += si.rows;
         s->rows.base = si.last_occ;
     }
@@ -724,11 +720,9 @@ static void amend_rows(rowbuf *b, amend *a)
     int64_t occ = a->occ_before;
     for (size_t i = 0; i < b->n; i++)
         occ = b->r[i].occupancy = ff__fold(occ, b->r[i].delta, a->s->rows.clamp);
-    a->out.rows = b->n;
     a->out.first_ts = b->r[0].ts;
     a->out.last_ts = b->r[b->n - 1].ts;
-    a->out.occ_before = a->occ_before;
-    a->out.last_occ = occ;
+    a->out.last_occ = (int32_t)occ;
 }
 
 /* Copies every space of segment g into writer w, applying a to its space. */
@@ -820,10 +814,13 @@ void ff__seal_amend(ff_engine *e, ff__space *s, const ff__row *row)
     while (j < s->nsx && s->sx[j].seg < e->segs[g].id) j++;
     amend a = {.s = s, .has_row = true, .row = seg_row_of(row)};
     a.occ_before = j ? s->sx[j - 1].last_occ : 0;
+    bool had = j < s->nsx && s->sx[j].seg == e->segs[g].id;
+    int64_t was = had ? s->sx[j].last_occ : a.occ_before; /* what the next entry follows */
     amend_entry(e, s, g, j, &a);
     s->sealed_rows++;
     int64_t occ = a.out.last_occ;
-    for (j++; j < s->nsx && s->sx[j].occ_before != occ; j++) { /* refold what follows */
+    for (j++; j < s->nsx && was != occ; j++) { /* refold what follows */
+        was = s->sx[j].last_occ;
         amend next = {.s = s, .occ_before = occ};
         amend_entry(e, s, pos_of(e, s->sx[j].seg), j, &next);
         occ = next.out.last_occ;
@@ -885,7 +882,6 @@ static void reindex_merged(ff_engine *e, const ff_seg *sb, uint32_t a, uint32_t 
             continue;
         }
         ff__sealed *p = &s->sx[j - 1];
-        p->rows += s->sx[j].rows;
         p->last_ts = s->sx[j].last_ts;
         p->last_occ = s->sx[j].last_occ;
         memmove(&s->sx[j], &s->sx[j + 1], (s->nsx - j - 1) * sizeof(*s->sx));
@@ -1107,11 +1103,11 @@ static void check_space(const ff_engine *e, const ff__space *s)
         FF_ASSERT(j == 0 || s->sx[j - 1].last_ts < x->first_ts);
         ff_seg_space si;
         FF_ASSERT(ff_seg_space_info(g->seg, s->def.id, &si) == 0);
-        FF_ASSERT(si.rows == x->rows && si.first_ts == x->first_ts && si.last_ts == x->last_ts);
-        FF_ASSERT(si.last_occ == x->last_occ && si.occ_before == x->occ_before);
-        FF_ASSERT(x->occ_before == occ); /* S3 */
+        FF_ASSERT(si.first_ts == x->first_ts && si.last_ts == x->last_ts);
+        FF_ASSERT(si.last_occ == x->last_occ);
+        FF_ASSERT(si.occ_before == occ); /* S3 */
         occ = x->last_occ;
-        rows += x->rows;
+        rows += si.rows;
     }
     FF_ASSERT(s->rows.base == occ);
     FF_ASSERT(rows == s->sealed_rows); /* S4 */

@@ -170,7 +170,7 @@ class Server:
     # ---- ingest ----
     def send_tcp(self, batches, ack=True):
         """Sends frames on one connection; returns the acks in order."""
-        s = socket.create_connection(self.tcp, timeout=30)
+        s = socket.create_connection(self.tcp, timeout=120)  # generous: sanitizer builds on a busy machine
         try:
             for i, b in enumerate(batches):
                 s.sendall(frame(b, i + 1, ack))
