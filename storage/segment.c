@@ -76,8 +76,10 @@
  * given; delta from e's rule and the direction unless given; ts[0] = the footer's first
  * ts, ts[i] = ts[i-1] + g * s; occupancy = previous occupancy (the footer's occupancy
  * before, for row 0) + delta + c (mod 2^64, c = 0 unless given). The writer picks s as the
- * gcd of the gaps, k as the cheapest, step and rule per DPU as the most frequent, and
- * stores a block lz4-compressed only when that is shorter.
+ * gcd of the gaps, k near the cheapest (a walk from the mean gap's bit length), step and
+ * rule per DPU as the most frequent, and stores a block lz4-compressed only when that is
+ * shorter (payloads under 64 bytes are stored without trying). Readers rely on none of
+ * these choices.
  *
  * VALIDITY. A file is OPEN-VALID when the header has the magic (else FF_EFORMAT), the
  * version (else FF_EVERSION) and its checksum, the trailer its magic and checksum, and
