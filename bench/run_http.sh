@@ -18,7 +18,9 @@
 #
 # Usage: bench/run_http.sh [--help]
 # Env: BUILD (build-bench), RUNS (3), DPUS (100000), EVENTS (1000000), SECONDS_RUN (10),
-#      THREADS (1), CONNS (8), KEEP=1 keeps the temp dir.
+#      THREADS (1), CONNS (8), PERF=1 (after the runs, one more count_at run under
+#      `perf record -g` of footfalld, and its flat profile; needs perf: apt-get install
+#      linux-perf), KEEP=1 keeps the temp dir.
 set -euo pipefail
 case "${1:-}" in -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -84,3 +86,14 @@ for kind in count_now count_at; do
         "p99_us=$(m p99_us) server_cpu_pct=$(m server_cpu_pct) server_cpu_us_per_req=$(m server_cpu_us_per_req)" \
         "non2xx=$(all non2xx) runs_rps=$(all rps) runs_p99_us=$(all p99_us)"
 done
+
+if [ "${PERF:-0}" = 1 ]; then
+    command -v perf >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y linux-perf >&2
+    perf record -F 999 -g -o "$WORK/perf.data" -p "$SERVER_PID" -- sleep "$SECONDS_RUN" >/dev/null 2>&1 &
+    PERF_PID=$!
+    FF_KIND=count_at wrk_once "$SERVER_PID" "http://$HTTP" "$THREADS" "$CONNS" "$SECONDS_RUN" >&2
+    wait "$PERF_PID" || true
+    echo "== perf: flat profile of footfalld during a count_at run (self time, top 25)"
+    perf report -i "$WORK/perf.data" --no-children --sort symbol --stdio 2>/dev/null |
+        grep -E '^ +[0-9.]+%' | head -25
+fi

@@ -138,6 +138,12 @@ done
 
 echo "== restart after $EVENTS events ($(du -sh "$DATA" | cut -f1) data dir), $(date -u +%FT%TZ)," \
     "load $(cut -d' ' -f1-3 /proc/loadavg): median of $RUNS runs (each run in brackets)"
+if [ "$FILL" = 1 ]; then
+    f=$(grep '^result ' "$WORK/fill.out" || true)
+    echo "fill: $(echo "$f" | field accepted) events accepted at $(echo "$f" | field accepted_eps)/s," \
+        "lost frames $(echo "$f" | field lost_frames), server RSS at the end $(echo "$f" | field server_rss_kib) KiB," \
+        "max sampled $(echo "$f" | field server_rss_max_kib) KiB, VmHWM $(echo "$f" | field server_hwm_kib) KiB ($DPUS DPUs)"
+fi
 for mode in term kill; do
     m() { for l in "${LINES[@]}"; do echo "$l" | grep -q "mode=$mode " && echo "$l" | field "$1"; done | median; }
     all() { for l in "${LINES[@]}"; do echo "$l" | grep -q "mode=$mode " && echo "$l" | field "$1"; done | paste -sd/; }
