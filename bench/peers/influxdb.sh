@@ -4,7 +4,9 @@
 # influxd runs on loopback with its own temp config and data dir, and is stopped at the end.
 # Env: BUILD (build-bench), DPUS (200), EVENTS (1000000), BATCH (5000), PORT (18086).
 # Prints `result peer=influxdb ... events_per_s=...` on stdout.
+# Usage: bench/peers/influxdb.sh [--help]
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build-bench}
 DPUS=${DPUS:-200}
