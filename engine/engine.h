@@ -341,6 +341,7 @@ typedef struct ff_engine_stats {
     uint64_t sealed_rows;         /* rows in segments, all spaces (not in memory) */
     uint32_t segments;            /* live segment files open */
     uint64_t segments_rewritten;  /* corrected versions written for late events */
+    uint64_t segments_merged;     /* pairs of adjacent segments merged into one */
     uint64_t log_files_released;  /* log files removed since open: all they held is sealed */
     uint64_t seal_jobs_discarded; /* async seals redone: late events came in meanwhile */
 } ff_engine_stats;

@@ -115,7 +115,7 @@ struct ff_engine {
     int64_t sealed_upto;         /* every row with ts <= this is in a segment; FF_TS_MIN */
     uint64_t settled_since_seal; /* rows settled since the last seal */
     int64_t last_seal;           /* wall clock of the last seal (or of open) */
-    uint64_t segments_sealed, segments_rewritten;
+    uint64_t segments_sealed, segments_rewritten, segments_merged;
     uint64_t ck_lsn;    /* log position the checkpoint covers (engine/checkpoint.c) */
     bool amend_pending; /* segments were rewritten since the last checkpoint */
     uint32_t next_seg_id;

@@ -246,6 +246,7 @@ void ff_engine_stats_get(const ff_engine *e, ff_engine_stats *out)
     }
     out->segments_sealed = e->segments_sealed;
     out->segments_rewritten = e->segments_rewritten;
+    out->segments_merged = e->segments_merged;
     out->segments = (uint32_t)e->nsegs;
     out->horizon = e->h;
     out->max_ts = e->max_ts;

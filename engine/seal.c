@@ -555,6 +555,7 @@ static int merge_end(ff_engine *e, ff_seal_job *j)
         (ff__segref){.seg = seg, .id = j->a.id, .start = j->start, .end = j->to, .version = 1};
     memmove(&e->segs[i + 1], &e->segs[i + 2], (e->nsegs - (size_t)i - 2) * sizeof(*e->segs));
     e->nsegs--;
+    e->segments_merged++;
     e->amend_pending = true; /* committed like an amendment */
     return ff__seal_commit(e);
 }

@@ -124,6 +124,9 @@ void ff__metrics_write(ff_server *s, ff_buf *b)
     one(b, "footfall_log_sync_errors_total", "counter", "Failed syncs of the log.",
         s->m.sync_errors);
     one(b, "footfall_segments_sealed_total", "counter", "Segments sealed.", st.segments_sealed);
+    one(b, "footfall_segments", "gauge", "Live segment files.", st.segments);
+    one(b, "footfall_segments_merged_total", "counter",
+        "Pairs of adjacent segments merged into one.", st.segments_merged);
     one(b, "footfall_spaces", "gauge", "Spaces defined.", ff_engine_space_count(s->eng));
     one(b, "footfall_dpus", "gauge", "DPUs registered.", ff_engine_dpu_count(s->eng));
     metric(b, "footfall_uptime_seconds", "gauge", "Seconds since the server started.");

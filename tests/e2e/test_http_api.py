@@ -127,7 +127,8 @@ def operations():
     for name in ("footfall_events_received_total{transport=\"http\"} 30",
                  "footfall_events_accepted_total 30", "footfall_pending_rows",
                  "footfall_horizon_lag_seconds", "footfall_log_bytes",
-                 "footfall_segments_sealed_total", "footfall_space_occupancy{space=\"Lobby\"}",
+                 "footfall_segments_sealed_total", "footfall_segments_merged_total", "footfall_segments ",
+                 "footfall_space_occupancy{space=\"Lobby\"}",
                  "footfall_events_refused_total{reason=\"future\"} 0"):
         assert name in m, name
 
