@@ -78,6 +78,8 @@
  *   S3 occupancy chains: the first entry starts from 0, each entry from the previous
  *      one's last occupancy, the memory rows from the last one's (rows.base).
  *   S4 every memory row of a space has ts > sealed_upto; sealed_rows is the sum.
+ *   S5 a segment read from its stub is archived and ends at or before stub_upto; an
+ *      archived one ends at or before archived_upto (engine/archive.c).
  */
 #include "engine/engine_int.h"
 #include "storage/archive.h"
@@ -1138,6 +1140,10 @@ void ff__seal_check(const ff_engine *e)
         FF_ASSERT(g->start <= g->end);
         FF_ASSERT(g->start == (i == 0 ? FF_TS_MIN : e->segs[i - 1].end + 1));
         FF_ASSERT(i == 0 || e->segs[i - 1].id < g->id);
+        ff_seg_info info; /* S5 */
+        ff_seg_get_info(g->seg, &info);
+        FF_ASSERT(!info.stub || (g->archived && g->end <= e->stub_upto));
+        FF_ASSERT(!g->archived || g->end <= e->archived_upto);
     }
     FF_ASSERT(e->nsegs ? e->segs[e->nsegs - 1].end == e->sealed_upto : e->sealed_upto == FF_TS_MIN);
     for (size_t i = 0; i < e->nspaces; i++)
