@@ -230,6 +230,11 @@ int ff_engine_archive_plan(const char *data_dir, int64_t older_than_us, int64_t 
         snprintf(path, sizeof(path), "%s/%s", dir, segs[i].name);
         ff_seg *seg;
         rc = ff_seg_open(path, &seg, e2, sizeof(e2));
+        if (rc == -ENOENT) { /* merged by a running server since its checkpoint: stop here */
+            plan->n--;
+            rc = 0;
+            break;
+        }
         if (rc < 0) {
             snprintf(err, errlen, "%s", e2);
             break;
