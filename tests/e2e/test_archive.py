@@ -106,6 +106,9 @@ def archive_while_running():
     check_410(srv)
     p = run_footfall("segments", "verify", state["arc"])
     assert p.returncode == 0, p
+    p = run_footfall("segments", "ls", os.path.join(srv.data_dir, "segments"))
+    stubs = [l.split()[0] for l in p.stdout.splitlines() if l.endswith(" archived")]
+    assert p.returncode == 0 and stubs == [n + ".archived" for n in moved], p
 
 
 def check_410(srv):
