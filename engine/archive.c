@@ -25,15 +25,17 @@
  * A running engine. The tool may run while footfalld does. It never writes a file the
  * engine writes, and the engine's mapping of a segment stays valid after the tool
  * unlinks it, so the engine answers on; about once a second, when no seal or merge job
- * is in flight, ff__arc_tick() looks for the stub of the first live segment that is not
- * archived yet (and the next ones, while found), checks it describes that very file
- * (ff_seg_same) and swaps the mapping for the stub (or for the archive copy with
- * archive_dir). Races, and why no row is lost:
+ * is in flight and the segment directory changed since the last look (its mtime: one
+ * stat), ff__arc_tick() reads the directory for stubs of live segments not archived
+ * yet, checks each describes that very file (ff_seg_same) and swaps the mapping for the
+ * stub (or for the archive copy with archive_dir). Races, and why no row is lost:
  *   - a merge or amendment of a segment the tool is archiving: the engine writes a new
  *     segment from its mapping, commits, and the old name leaves the checkpoint; the
- *     stub then names no live segment, is never adopted, the tool reports the segment
- *     as not archived and removes the stub (or recovery does); the rows are in the new
- *     local segment.
+ *     stub then names no live segment and is never adopted (the tool removes it when
+ *     it sees the merge, else the next open does); the rows are in the new local
+ *     segment, which the next run archives. Archived history may then have a local
+ *     hole until that run: archived_upto is the latest end of any archived segment,
+ *     so queries stay refused (410) up to it, never answered from missing rows.
  *   - a crash of either at any step: the checkpoint names the segment; recovery
  *     (ff__arc_open) opens its stub when there is a valid one (unlinking a left-over
  *     original, ff_arc_settle), else the file, which the tool only unlinks after the
@@ -46,6 +48,7 @@
 #include "engine/engine_int.h"
 #include "storage/archive.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -124,16 +127,25 @@ int ff__arc_open(ff_engine *e, const char *name, ff_seg **out, bool *archived, c
     return rc;
 }
 
-/* Whether the stub of live segment i exists. */
-static bool stub_exists(const ff_engine *e, size_t i)
+/* The position of the live segment named `name` (a stub's name without its suffix)
+ * that is not archived yet, or -1. Windows are disjoint and sorted by start. */
+static ptrdiff_t live_unarchived(const ff_engine *e, const char *name)
 {
-    const ff__segref *g = &e->segs[i];
-    char name[FF_SEG_NAME_MAX], stub[FF_ARC_NAME_MAX], path[4096];
-    ff_seg_name(name, g->start, g->end, g->version);
-    ff_arc_stub_name(stub, name);
-    snprintf(path, sizeof(path), "%s/%s", e->seg_dir, stub);
-    struct stat st;
-    return stat(path, &st) == 0;
+    int64_t start, end;
+    uint32_t version;
+    if (ff_seg_name_parse(name, &start, &end, &version) != 0) return -1;
+    size_t lo = 0, hi = e->nsegs;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (e->segs[mid].start < start)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == e->nsegs) return -1;
+    const ff__segref *g = &e->segs[lo];
+    bool same = g->start == start && g->end == end && g->version == version;
+    return same && !g->archived ? (ptrdiff_t)lo : -1;
 }
 
 /* Adopts the stub of live segment i, found by the tick. false: not (yet) usable. */
@@ -144,7 +156,7 @@ static bool adopt(ff_engine *e, size_t i)
     ff_seg_name(name, g->start, g->end, g->version);
     ff_arc_stub_name(stub, name);
     snprintf(path, sizeof(path), "%s/%s", e->seg_dir, stub);
-    ff_seg *s, *copy = NULL;
+    ff_seg *s, *copy = NULL; /* the stub, then what replaces the mapping */
     if (ff_seg_open(path, &s, err, sizeof(err)) < 0) return false;
     ff_seg_info info;
     ff_seg_get_info(s, &info);
@@ -171,12 +183,28 @@ void ff__arc_tick(ff_engine *e, int64_t now)
 {
     if (!e->seg_dir || e->job || now - e->last_arc_scan < SCAN_EVERY) return;
     e->last_arc_scan = now;
+    struct stat st;
+    if (stat(e->seg_dir, &st) != 0) return;
+    if (st.st_mtim.tv_sec == e->arc_dir_mtime.tv_sec &&
+        st.st_mtim.tv_nsec == e->arc_dir_mtime.tv_nsec)
+        return; /* no file came or went since the last look */
+    e->arc_dir_mtime = st.st_mtim;
+    DIR *d = opendir(e->seg_dir);
+    if (!d) return;
     bool changed = false;
-    for (size_t i = 0; i < e->nsegs; i++) {
-        if (e->segs[i].archived) continue;
-        if (!stub_exists(e, i) || !adopt(e, i)) break;
-        changed = true;
+    size_t k = strlen(FF_ARC_SUFFIX);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        if (n <= k || n - k >= FF_SEG_NAME_MAX || strcmp(de->d_name + n - k, FF_ARC_SUFFIX) != 0)
+            continue;
+        char name[FF_SEG_NAME_MAX];
+        memcpy(name, de->d_name, n - k);
+        name[n - k] = 0;
+        ptrdiff_t i = live_unarchived(e, name);
+        if (i >= 0 && adopt(e, (size_t)i)) changed = true;
     }
+    closedir(d);
     if (changed) ff__arc_recount(e);
 }
 

@@ -24,6 +24,8 @@
 #include "engine/rows.h"
 #include "storage/segment.h"
 
+#include <time.h>
+
 /* The rows of one space inside one sealed segment (engine/seal.c). */
 typedef struct ff__sealed {
     uint32_t seg; /* the segment's id (ff__segref.id) */
@@ -131,11 +133,12 @@ struct ff_engine {
     size_t ndeferred, capdeferred;
 
     /* archived segments (engine/archive.c) */
-    int64_t archived_upto;      /* the latest end of an archived segment; FF_TS_MIN none */
-    int64_t stub_upto;          /* the same over those read from their stub only */
-    uint32_t segments_archived; /* live segments that are archived */
-    int64_t last_arc_scan;      /* wall clock of the last look for new stubs */
-    int64_t arc_replay_ts;      /* replay met an event in a stub's window (open fails) */
+    int64_t archived_upto;         /* the latest end of an archived segment; FF_TS_MIN none */
+    int64_t stub_upto;             /* the same over those read from their stub only */
+    uint32_t segments_archived;    /* live segments that are archived */
+    int64_t last_arc_scan;         /* wall clock of the last look for new stubs */
+    struct timespec arc_dir_mtime; /* the segment directory's mtime at that look */
+    int64_t arc_replay_ts;         /* replay met an event in a stub's window (open fails) */
 
     /* log release (engine/checkpoint.c) */
     ff__lchunk *lch; /* by from; chunks of the log not released yet */
