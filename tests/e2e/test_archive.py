@@ -193,13 +193,70 @@ def missing_archive_dir():
     srv.start()
 
 
+def archive_under_load():
+    """The tool runs again and again while events stream in and the server seals and
+    merges: afterwards, with --archive-dir, the answers equal those of a server that
+    took the same events and never archived."""
+    import threading
+    rng2 = random.Random(8)
+    t0 = now_us() - 10 * 3600 * US
+    evs = sorted(random_events(rng2, 8000, [283, 423], t0, 4 * 3600 * US), key=lambda e: e[3])
+    batches = [evs[i:i + 100] for i in range(0, len(evs), 100)]
+    srv = Server(*ARGS)
+    arc = tempfile.mkdtemp(prefix="ff-e2e-archive-load-")
+    runs, stop = [], threading.Event()
+
+    def archiver():
+        while not stop.is_set():
+            p = run_footfall("archive", "--data-dir", srv.data_dir, "--to", arc,
+                             "--max-lateness", "1h", "--older-than", "6h")
+            runs.append(p)
+            time.sleep(0.05)
+    th = threading.Thread(target=archiver)
+    th.start()
+    try:
+        for i in range(0, len(batches), 4):
+            acks = srv.send_tcp(batches[i:i + 4])
+            assert all(a["status"] == 0 for a in acks), acks
+            time.sleep(0.05)
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        th.join()
+    bad = [p for p in runs if p.returncode != 0]
+    assert not bad, bad[0]
+    moved = sum(int(l.split()[1]) for p in runs for l in p.stdout.splitlines()
+                if l.startswith("archived ") and l.split()[1].isdigit())
+    assert moved >= 2, [p.stdout for p in runs][-3:]
+    skipped = sum(p.stdout.count("skipped (merged") for p in runs)
+    print("     under load: %d runs, %d segments archived, %d skipped (merged meanwhile)" %
+          (len(runs), moved, skipped), flush=True)
+    try:
+        srv.stop()
+        srv.args += ["--archive-dir", arc]
+        srv.start()
+        got = answers(srv, [1, 2], t0 - US, t0 + 4 * 3600 * US + US)
+        ref = Server(*ARGS)
+        try:
+            ref.send_tcp(batches)
+            time.sleep(1.5)
+            want = answers(ref, [1, 2], t0 - US, t0 + 4 * 3600 * US + US)
+        finally:
+            ref.close()
+        assert got == want, "archiving under load lost or changed rows"
+    finally:
+        srv.close()
+        shutil.rmtree(arc, ignore_errors=True)
+
+
 for name, fn in [("a server seals several segments", setup),
                  ("bad input: usage errors, exit 2, nothing moved", bad_input),
                  ("--dry-run lists and moves nothing", dry_run),
                  ("archive while footfalld runs: 410 inside, same answers outside", archive_while_running),
                  ("--archive-dir answers exactly as before archiving", archive_dir_answers_all),
                  ("archive while stopped; --archive-dir still loses no row", archive_while_stopped),
-                 ("--archive-dir without the segments refuses to start, naming it", missing_archive_dir)]:
+                 ("--archive-dir without the segments refuses to start, naming it", missing_archive_dir),
+                 ("archive again and again under load: no row lost", archive_under_load)]:
     r.check(name, fn)
     if r.failed:
         break
