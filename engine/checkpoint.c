@@ -486,6 +486,42 @@ int ff__ckpt_load(ff_engine *e, char *err, size_t errlen)
     return rc;
 }
 
+int ff__ckpt_peek(const char *data_dir, int64_t *h, ff_seg_entry **segs, size_t *nsegs, char *err,
+                  size_t errlen)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", data_dir, CK_NAME);
+    unsigned char *p = NULL;
+    size_t n = 0;
+    *segs = NULL;
+    *nsegs = 0;
+    *h = FF_TS_MIN;
+    int rc = read_file(path, &p, &n);
+    if (rc == -ENOENT) return 0; /* nothing committed: no segment */
+    if (rc < 0) return fail(err, errlen, rc, path, strerror(-rc));
+    ibuf r = {0};
+    rc = check_header(p, n, &r, CK_MAGIC, CK_VERSION, "checkpoint", path, err, errlen);
+    if (rc == 0) {
+        get(&r, 8); /* sealed_upto */
+        get(&r, 8); /* lsn */
+        *h = (int64_t)get(&r, 8);
+        get(&r, 8); /* max_ts */
+        uint32_t k = (uint32_t)get(&r, 4);
+        if (r.bad || (size_t)(r.end - r.p) / 20 < k)
+            rc = fail(err, errlen, FF_ECORRUPT, path, "corrupt body");
+        ff_seg_entry *v = rc ? NULL : ff_xmalloc(((size_t)k + 1) * sizeof(*v));
+        for (uint32_t i = 0; i < k && rc == 0; i++) {
+            v[i].start = (int64_t)get(&r, 8);
+            v[i].end = (int64_t)get(&r, 8);
+            v[i].version = (uint32_t)get(&r, 4);
+            ff_seg_name(v[i].name, v[i].start, v[i].end, v[i].version);
+        }
+        if (rc == 0) *segs = v, *nsegs = k;
+    }
+    free(p);
+    return rc;
+}
+
 /* ---- log release ---- */
 
 /* Chunks per log file: release is exact to 1/16 of a file. */

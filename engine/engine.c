@@ -162,6 +162,7 @@ static int admit(const ff_engine *e, const ff_event *ev, int64_t now, ff__dpu **
     if (!d) return FF_OUT_REFUSED_UNKNOWN_DPU;
     if (e->h != FF_TS_MIN && ev->ts < sat_add(e->h, -e->o.max_lateness_us))
         return FF_OUT_REFUSED_TOO_OLD;
+    if (ev->ts <= e->archived_upto) return FF_OUT_REFUSED_TOO_OLD; /* engine/archive.c */
     if (!e->o.dedup_off && is_duplicate(e, d, ev)) return FF_OUT_DUPLICATE;
     if (ev->ts <= e->h) return e->o.late_reject ? FF_OUT_REFUSED_LATE : FF_OUT_LATE;
     return FF_OUT_ACCEPTED;
@@ -293,6 +294,7 @@ void ff_engine_tick(ff_engine *e)
         idle_advance(e);
     settle_some(e, TICK_SPACES, TICK_ROWS);
     ff__seal_tick(e, now);
+    ff__arc_tick(e, now);
 }
 
 /* ---- durability ---- */
@@ -354,6 +356,10 @@ static int replay_events(ff_engine *e, const void *payload, uint32_t len, uint64
         if (covered && ev.ts <= e->sealed_upto) {
             e->events_skipped++; /* in the segments or the checkpoint's orphan rows */
             continue;
+        }
+        if (ff__arc_gone(e, ev.ts)) { /* would rewrite a stub (engine/archive.c) */
+            e->arc_replay_ts = ev.ts;
+            return FF_EARCHIVED;
         }
         ff__apply_event(e, d, &ev);
         e->events_replayed++;
@@ -425,6 +431,11 @@ int ff_engine_open(ff_engine **out, const ff_engine_opts *opts, ff_engine_recove
                      "%s: log files before LSN %llu are missing and no checkpoint covers them",
                      e->o.data_dir, (unsigned long long)plr->start);
             rc = FF_ECORRUPT;
+        } else if (rc == FF_EARCHIVED) {
+            snprintf(err, sizeof(err),
+                     "%s: the log holds an event at %lld us into archived history (archived "
+                     "while it could still be amended): start with --archive-dir DIR",
+                     e->o.data_dir, (long long)e->arc_replay_ts);
         } else if (rc < 0 && plr->cut_reason[0]) /* the log's message names file and offset */
             snprintf(err, sizeof(err), "%s", plr->cut_reason);
         else if (rc < 0)
@@ -450,7 +461,7 @@ int ff_engine_open(ff_engine **out, const ff_engine_opts *opts, ff_engine_recove
         return rc;
     }
     settle_some(e, SIZE_MAX, SIZE_MAX);
-    e->last_accept = e->last_seal = ff__now(e);
+    e->last_accept = e->last_seal = e->last_arc_scan = ff__now(e);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (rep) {
         rep->events_replayed = e->events_replayed;

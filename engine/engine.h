@@ -61,6 +61,10 @@ typedef struct ff_engine_opts {
      * the writing on another thread; ff_engine_tick() then does not (except the next
      * seal after a discarded job). Default false: the tick does everything. */
     bool seal_async;
+    /* Where `footfall archive` moved old segments (engine/archive.c). NULL: queries into
+     * archived history answer FF_EARCHIVED; else the archived segments are read from
+     * here, and every answer is as if they were local. */
+    const char *archive_dir;
 } ff_engine_opts;
 
 #define FF_SEAL_ROWS ((uint64_t)1 << 20)
@@ -326,6 +330,50 @@ typedef int (*ff_event_cb)(void *ctx, const ff_event *ev);
 int ff_engine_dpu_events(const ff_engine *e, uint32_t dpu_id, int64_t start, int64_t end,
                          ff_event_cb cb, void *ctx);
 
+/* The end of archived history that this engine cannot read (archived, and no
+ * archive_dir): count-at-T with T before it, and ranges starting at or before it,
+ * answer FF_EARCHIVED. FF_TS_MIN when nothing is archived (or all is readable). */
+int64_t ff_engine_archived_upto(const ff_engine *e);
+
+/* ---- Archiving (footfall archive; engine/archive.c) ---------------------------- */
+
+/* One segment of an archive plan. */
+typedef struct ff_archive_item {
+    char name[64]; /* segment file name (FF_SEG_NAME_MAX) */
+    int64_t start, end;
+    uint64_t rows, bytes;
+} ff_archive_item;
+
+typedef struct ff_archive_plan {
+    ff_archive_item *items; /* the segments to move, oldest first */
+    size_t n;
+    size_t already;    /* live segments archived before */
+    int64_t cutoff;    /* only segments ending before this move */
+    int64_t horizon;   /* H of the checkpoint */
+    bool lateness_cut; /* the cutoff is H - max_lateness, not now - older_than */
+} ff_archive_plan;
+
+/*
+ * Plans archiving data_dir's oldest segments, offline (the server may run): the live
+ * segments of its checkpoint, in time order, that end before
+ *   cutoff = min(now - older_than, H - max_lateness)
+ * (max_lateness: the server's --max-lateness; no late event can reach them), stopping
+ * at the first that does not: archived history is always a prefix. Errors name the
+ * file in err. Free the plan with ff_engine_archive_plan_free().
+ */
+int ff_engine_archive_plan(const char *data_dir, int64_t older_than_us, int64_t max_lateness_us,
+                           int64_t now, ff_archive_plan *plan, char *err, size_t errlen);
+void ff_engine_archive_plan_free(ff_archive_plan *plan);
+/*
+ * Moves item i of the plan to to_dir (storage/archive.h: copy, verify, stub, unlink).
+ * Returns 0; 1 when the segment was merged or rewritten by the server meanwhile (then
+ * nothing is archived: its stub, if written, is removed; the copy stays, unused); or
+ * an error with a message naming the file in err. *stub_bytes (may be NULL) gets the
+ * stub's size.
+ */
+int ff_engine_archive_one(const char *data_dir, const char *to_dir, const ff_archive_item *item,
+                          int64_t now, uint64_t *stub_bytes, char *err, size_t errlen);
+
 /* ---- Statistics ------------------------------------------------------------------ */
 
 typedef struct ff_engine_stats {
@@ -344,6 +392,8 @@ typedef struct ff_engine_stats {
     uint64_t segments_merged;     /* pairs of adjacent segments merged into one */
     uint64_t log_files_released;  /* log files removed since open: all they held is sealed */
     uint64_t seal_jobs_discarded; /* async seals redone: late events came in meanwhile */
+    uint32_t segments_archived;   /* live segments that `footfall archive` moved out */
+    int64_t archived_upto;        /* the end of archived history; FF_TS_MIN if none */
 } ff_engine_stats;
 
 void ff_engine_stats_get(const ff_engine *e, ff_engine_stats *out);

@@ -24,6 +24,8 @@
 #include "engine/rows.h"
 #include "storage/segment.h"
 
+#include <time.h>
+
 /* The rows of one space inside one sealed segment (engine/seal.c): the engine's only
  * memory that grows with history, so it holds just what count-at-T needs without
  * reading the segment. The occupancy before the rows is the previous entry's last_occ
@@ -41,7 +43,8 @@ typedef struct ff__segref {
     uint32_t id; /* stable while the window lives; ascending with the windows */
     int64_t start, end;
     uint32_t version;
-    bool in_ck; /* named by the checkpoint on disk */
+    bool in_ck;    /* named by the checkpoint on disk */
+    bool archived; /* archived (engine/archive.c): seg is its stub, or its archive copy */
 } ff__segref;
 
 /* Log coverage (engine/checkpoint.c): the latest event time in the event records with
@@ -134,6 +137,14 @@ struct ff_engine {
     uint32_t *by_id; /* live space slots in ascending id order (slots_by_id) */
     size_t nby_id;
     uint64_t by_id_gen; /* topo_gen + 1 when by_id was built; 0 never */
+
+    /* archived segments (engine/archive.c) */
+    int64_t archived_upto;         /* the latest end of an archived segment; FF_TS_MIN none */
+    int64_t stub_upto;             /* the same over those read from their stub only */
+    uint32_t segments_archived;    /* live segments that are archived */
+    int64_t last_arc_scan;         /* wall clock of the last look for new stubs */
+    struct timespec arc_dir_mtime; /* the segment directory's mtime at that look */
+    int64_t arc_replay_ts;         /* replay met an event in a stub's window (open fails) */
 
     /* log release (engine/checkpoint.c) */
     ff__lchunk *lch; /* by from; chunks of the log not released yet */
@@ -228,6 +239,24 @@ void ff__seal_amend(ff_engine *e, ff__space *s, const ff__row *row);
 /* Makes amendments durable: log sync, then a checkpoint. 0 when nothing is pending. */
 int ff__seal_commit(ff_engine *e);
 
+/* ---- archive.c: archived segments ---- */
+
+/* Opens live segment `name` of the segment directory at recovery: its stub when it was
+ * archived (with opts.archive_dir, the archive's copy instead, checked against the
+ * stub), completing an interrupted archive; else the file. *archived tells which. */
+int ff__arc_open(ff_engine *e, const char *name, ff_seg **out, bool *archived, char *err,
+                 size_t errlen);
+/* Recomputes archived_upto, stub_upto and segments_archived from the live list. */
+void ff__arc_recount(ff_engine *e);
+/* About once a second, with no seal or merge job in flight: adopts the stubs that
+ * `footfall archive` left for live segments while the engine ran. */
+void ff__arc_tick(ff_engine *e, int64_t now);
+/* Whether history at or before t is archived and not readable here (FF_EARCHIVED). */
+static inline bool ff__arc_gone(const ff_engine *e, int64_t t)
+{
+    return e->stub_upto != FF_TS_MIN && t <= e->stub_upto;
+}
+
 /* ---- checkpoint.c ---- */
 
 /* Writes the checkpoint covering log position lsn (atomically; see checkpoint.c). */
@@ -235,6 +264,12 @@ int ff__ckpt_write(ff_engine *e, uint64_t lsn);
 /* Loads the checkpoint if there is one (topology, revisions, H, segments). Errors name
  * the file in err. */
 int ff__ckpt_load(ff_engine *e, char *err, size_t errlen);
+/* Reads, without opening an engine, H and the segments the checkpoint of data_dir
+ * names, in time order, into a new array *segs (free() it): the committed state, which
+ * a running server only moves forward. No checkpoint: 0 segments. Errors name the
+ * file in err. */
+int ff__ckpt_peek(const char *data_dir, int64_t *h, ff_seg_entry **segs, size_t *nsegs, char *err,
+                  size_t errlen);
 /* Notes an event record at lsn whose latest event time is max_ts (ingest and replay). */
 void ff__ckpt_note(ff_engine *e, uint64_t lsn, int64_t max_ts);
 /* Releases the log files the checkpoint on disk makes redundant; 0 or -errno. */

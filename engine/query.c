@@ -57,6 +57,7 @@ int ff_engine_count(const ff_engine *e, uint32_t space_id, bool has_at, int64_t 
     const ff__space *s = ff__space_find(e, space_id);
     if (!s) return FF_ENOTFOUND;
     int64_t occ;
+    if (has_at && at < e->stub_upto) return FF_EARCHIVED; /* engine/archive.c */
     if (has_at) {
         int rc = ff__space_occ_at(e, s, at, &occ);
         if (rc < 0) return rc;
@@ -112,6 +113,7 @@ int ff_engine_counts(const ff_engine *e, uint32_t space_id, int64_t start, int64
     uint64_t span = (uint64_t)end - (uint64_t)start;
     uint64_t nb = span / (uint64_t)interval + (span % (uint64_t)interval != 0);
     if (nb > FF_MAX_BUCKETS) return FF_ETOOBIG;
+    if (ff__arc_gone(e, start)) return FF_EARCHIVED;
     bucket_walk w = {.b = out, .nb = nb};
     int rc = start == FF_TS_MIN ? 0 : ff__space_occ_at(e, s, start - 1, &w.occ);
     if (rc < 0) return rc;
@@ -161,6 +163,7 @@ int ff_engine_rows(const ff_engine *e, uint32_t space_id, int64_t start, int64_t
 {
     const ff__space *s = ff__space_find(e, space_id);
     if (!s) return FF_ENOTFOUND;
+    if (ff__arc_gone(e, after && after->ts > start ? after->ts : start)) return FF_EARCHIVED;
     rows_walk w = {.cb = cb, .ctx = ctx, .h = e->h};
     return ff__space_scan(e, s, start, end, after, occ_row, &w);
 }
@@ -209,6 +212,7 @@ int ff_engine_dpu_events(const ff_engine *e, uint32_t dpu_id, int64_t start, int
 {
     const ff__dpu *d = ff__dpu_find(e, dpu_id);
     if (!d) return FF_ENOTFOUND;
+    if (ff__arc_gone(e, start)) return FF_EARCHIVED;
     evbuf b = {.dpu = d->id};
     const ff_assignment *v = ff__dpu_versions(d);
     int rc = 0;
@@ -248,6 +252,8 @@ void ff_engine_stats_get(const ff_engine *e, ff_engine_stats *out)
     out->segments_rewritten = e->segments_rewritten;
     out->segments_merged = e->segments_merged;
     out->segments = (uint32_t)e->nsegs;
+    out->segments_archived = e->segments_archived;
+    out->archived_upto = e->archived_upto;
     out->horizon = e->h;
     out->max_ts = e->max_ts;
     if (e->log) {

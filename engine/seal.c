@@ -54,7 +54,8 @@
  * then (close_seg). Merging costs late events nothing more: a late event already
  * rewrites every later segment of its space, merged or not.
  * Segments are named in the index by a stable id (ascending with their windows), so a
- * merge only renames the entries of the second segment's spaces.
+ * merge only renames the entries of the second segment's spaces. Archived segments
+ * (engine/archive.c) are never merged.
  *
  * Index. Each space keeps, per segment holding rows of it, a 24-byte ff__sealed entry:
  * time range and the occupancy after the rows (the one before is the previous entry's;
@@ -78,8 +79,11 @@
  *   S3 occupancy chains: the first entry starts from 0, each entry from the previous
  *      one's last occupancy, the memory rows from the last one's (rows.base).
  *   S4 every memory row of a space has ts > sealed_upto; sealed_rows is the sum.
+ *   S5 a segment read from its stub is archived and ends at or before stub_upto; an
+ *      archived one ends at or before archived_upto (engine/archive.c).
  */
 #include "engine/engine_int.h"
+#include "storage/archive.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -124,8 +128,13 @@ static int remove_unnamed(const ff_engine *e)
     bool removed = false;
     struct dirent *de;
     while ((de = readdir(d))) {
+        char base[FF_SEG_NAME_MAX] = "";
+        size_t n = strlen(de->d_name), k = strlen(FF_ARC_SUFFIX);
+        if (n > k && n - k < FF_SEG_NAME_MAX && strcmp(de->d_name + n - k, FF_ARC_SUFFIX) == 0)
+            memcpy(base, de->d_name, n - k); /* a stub: kept while its segment is live */
         if (strncmp(de->d_name, "seg-", 4) != 0 ||
-            bsearch(de->d_name, live, e->nsegs, FF_SEG_NAME_MAX, cmp_name))
+            bsearch(de->d_name, live, e->nsegs, FF_SEG_NAME_MAX, cmp_name) ||
+            (base[0] && bsearch(base, live, e->nsegs, FF_SEG_NAME_MAX, cmp_name)))
             continue;
         if (unlinkat(dirfd(d), de->d_name, 0) != 0) rc = -errno;
         removed = true;
@@ -164,6 +173,7 @@ const char *ff_engine_corrupt_detail(const ff_engine *e)
 int ff__seal_open(ff_engine *e, char *err, size_t errlen)
 {
     e->sealed_upto = FF_TS_MIN;
+    ff__arc_recount(e); /* nothing archived */
     if (!e->o.data_dir) return 0;
     size_t n = strlen(e->o.data_dir) + sizeof("/segments");
     e->seg_dir = ff_xmalloc(n);
@@ -176,6 +186,7 @@ int ff__seal_open(ff_engine *e, char *err, size_t errlen)
     }
     rc = ff__ckpt_load(e, err, errlen);
     if (!rc) rc = remove_unnamed(e);
+    ff__arc_recount(e);
     e->merge_scan = e->nsegs > 1;
     return rc;
 }
@@ -259,18 +270,24 @@ static ff_seg_row seg_row_of(const ff__row *x)
 
 /* Opens segment (start, end, version) and appends it to the live list; returns its
  * index or < 0 with a message naming the file in err. */
-static int add_segref(ff_engine *e, int64_t start, int64_t end, uint32_t version, char *err,
-                      size_t errlen)
+static int add_segref(ff_engine *e, int64_t start, int64_t end, uint32_t version, bool recover,
+                      char *err, size_t errlen)
 {
     char name[FF_SEG_NAME_MAX], path[4096];
     ff_seg_name(name, start, end, version);
     snprintf(path, sizeof(path), "%s/%s", e->seg_dir, name);
     ff_seg *seg;
-    int rc = ff_seg_open(path, &seg, err, errlen);
+    bool archived = false; /* a new segment is never archived; a recovered one may be */
+    int rc = recover ? ff__arc_open(e, name, &seg, &archived, err, errlen)
+                     : ff_seg_open(path, &seg, err, errlen);
     if (rc < 0) return rc;
     e->segs = ff_xgrow(e->segs, &e->capsegs, e->nsegs + 1, sizeof(*e->segs));
-    e->segs[e->nsegs] = (ff__segref){
-        .seg = seg, .id = e->next_seg_id++, .start = start, .end = end, .version = version};
+    e->segs[e->nsegs] = (ff__segref){.seg = seg,
+                                     .id = e->next_seg_id++,
+                                     .start = start,
+                                     .end = end,
+                                     .version = version,
+                                     .archived = archived};
     return (int)e->nsegs++;
 }
 
@@ -293,7 +310,7 @@ int ff__seal_attach(ff_engine *e, int64_t start, int64_t end, uint32_t version, 
         snprintf(err, errlen, "%s: segment list out of order", e->seg_dir);
         return FF_ECORRUPT;
     }
-    int ix = add_segref(e, start, end, version, err, errlen);
+    int ix = add_segref(e, start, end, version, true, err, errlen);
     if (ix < 0) return ix;
     e->segs[ix].in_ck = true;
     const ff_seg *seg = e->segs[ix].seg;
@@ -512,7 +529,7 @@ static int seal_end(ff_engine *e, ff_seal_job *j)
         return -EAGAIN;
     }
     char err[FF_SEG_ERRLEN];
-    int rc = add_segref(e, j->start, j->to, 1, err, sizeof(err));
+    int rc = add_segref(e, j->start, j->to, 1, false, err, sizeof(err));
     if (rc < 0) {
         job_unlink(j);
         return rc;
@@ -787,6 +804,10 @@ static int rewrite(ff_engine *e, size_t g, amend *a)
     ref->seg = seg;
     ref->version++;
     ref->in_ck = false;
+    if (ref->archived) { /* replayed into an archive copy: the new version is local */
+        ref->archived = false;
+        ff__arc_recount(e);
+    }
     e->segments_sealed++;
     e->segments_rewritten++;
     e->amend_pending = true;
@@ -934,6 +955,7 @@ static void merge_some(ff_engine *e, bool sync)
     uint64_t rows = e->o.seal_rows ? e->o.seal_rows : FF_SEAL_ROWS;
     uint64_t most = e->o.seal_merge_rows ? e->o.seal_merge_rows : 16 * rows;
     for (size_t i = 0; i + 1 < e->nsegs; i++) {
+        if (e->segs[i].archived || e->segs[i + 1].archived) continue; /* engine/archive.c */
         uint64_t a = seg_rows(e->segs[i].seg), b = seg_rows(e->segs[i + 1].seg);
         if (a + b > most || 2 * b < a) continue;
         if (sync)
@@ -1122,6 +1144,10 @@ void ff__seal_check(const ff_engine *e)
         FF_ASSERT(g->start <= g->end);
         FF_ASSERT(g->start == (i == 0 ? FF_TS_MIN : e->segs[i - 1].end + 1));
         FF_ASSERT(i == 0 || e->segs[i - 1].id < g->id);
+        ff_seg_info info; /* S5 */
+        ff_seg_get_info(g->seg, &info);
+        FF_ASSERT(!info.stub || (g->archived && g->end <= e->stub_upto));
+        FF_ASSERT(!g->archived || g->end <= e->archived_upto);
     }
     FF_ASSERT(e->nsegs ? e->segs[e->nsegs - 1].end == e->sealed_upto : e->sealed_upto == FF_TS_MIN);
     for (size_t i = 0; i < e->nspaces; i++)

@@ -13,12 +13,21 @@
 
 /* ---- Occupancy routes -------------------------------------------------------------- */
 
-/* An engine error of a query; a corrupt segment is named (file and offset). */
+/* An engine error of a query; a corrupt segment is named (file and offset), an
+ * archived range by where archived history ends. */
 static void query_problem(ff_server *s, ff_api_reply *r, int rc, const char *what)
 {
-    char buf[600];
+    char buf[600], t[FF_TIME_STRLEN];
     const char *detail = rc == FF_ECORRUPT ? ff_engine_corrupt_detail(s->eng) : "";
     if (detail[0]) snprintf(buf, sizeof(buf), "%s: %s", what, detail);
+    if (rc == FF_EARCHIVED) {
+        ff_time_format(ff_engine_archived_upto(s->eng), t);
+        ff__api_problem(r, 410, "archived", "Gone",
+                        "%s: history up to %s is archived; start footfalld with --archive-dir "
+                        "to read it (count needs at >= %s, ranges start > %s)",
+                        what, t, t, t);
+        return;
+    }
     ff__api_engine_problem(r, rc, detail[0] ? buf : what);
 }
 
@@ -233,8 +242,13 @@ void ff__api_get_dpu_events(ff_server *s, const ff_api_req *q, ff_api_reply *r, 
     ff_buf_adds(&r->body, "{\"dpu_id\":");
     ff_buf_addu(&r->body, id);
     ff_buf_adds(&r->body, ",\"events\":[");
-    if (ff_engine_dpu_events(s->eng, id, start, end, event_out, &c) == FF_ENOTFOUND) {
+    int rc = ff_engine_dpu_events(s->eng, id, start, end, event_out, &c);
+    if (rc == FF_ENOTFOUND) {
         NOT_FOUND(r, "no DPU with id %u", id);
+        return;
+    }
+    if (rc < 0) { /* archived range, corrupt segment */
+        query_problem(s, r, rc, "events");
         return;
     }
     ff_buf_addf(&r->body, "],\"truncated\":%s}", c.more ? "true" : "false");

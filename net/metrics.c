@@ -127,6 +127,13 @@ void ff__metrics_write(ff_server *s, ff_buf *b)
     one(b, "footfall_segments", "gauge", "Live segment files.", st.segments);
     one(b, "footfall_segments_merged_total", "counter",
         "Pairs of adjacent segments merged into one.", st.segments_merged);
+    one(b, "footfall_segments_archived", "gauge",
+        "Live segments moved out by footfall archive (read from --archive-dir, or 410).",
+        st.segments_archived);
+    metric(b, "footfall_archived_until_seconds", "gauge",
+           "End of archived history, Unix seconds (0 when nothing is archived).");
+    ff_buf_addf(b, "footfall_archived_until_seconds %.6f\n",
+                st.archived_upto == FF_TS_MIN ? 0 : (double)st.archived_upto / 1e6);
     one(b, "footfall_spaces", "gauge", "Spaces defined.", ff_engine_space_count(s->eng));
     one(b, "footfall_dpus", "gauge", "DPUs registered.", ff_engine_dpu_count(s->eng));
     metric(b, "footfall_uptime_seconds", "gauge", "Seconds since the server started.");

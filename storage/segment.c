@@ -340,18 +340,6 @@ static const char *dec_finish(const dec *dc)
 
 /* ---- reader ------------------------------------------------------------------------ */
 
-struct ff_seg {
-    char *path;
-    const uint8_t *map;
-    uint64_t size, salt, foot;
-    const uint8_t *spaces, *blocks; /* footer tables, in the mapping */
-    uint32_t nspaces;
-    uint64_t nblocks, rows;
-    int64_t first_ts, last_ts;
-    atomic_int err_state; /* 0 none, 1 being written, 2 set */
-    char err[FF_SEG_ERRLEN];
-};
-
 static bent block_at(const ff_seg *seg, uint64_t i)
 {
     const uint8_t *e = seg->blocks + i * BLOCK_ENT;
@@ -402,7 +390,7 @@ static const char *footer_check(const ff_seg *seg)
             return "bad block range of a space";
         for (uint64_t j = first; j < first + s.blocks; j++) {
             bent b = block_at(seg, j);
-            if (b.off != off || b.len <= BLOCK_HDR || b.len > seg->foot - off)
+            if (b.off != off || b.len <= BLOCK_HDR || b.len > seg->blocks_end - off)
                 return "bad block offset or length";
             if (b.rows == 0 || b.rows > FF_SEG_MAX_BLOCK || b.first_ts > b.last_ts)
                 return "bad block rows or time range";
@@ -419,7 +407,7 @@ static const char *footer_check(const ff_seg *seg)
         next_block += s.blocks;
         rows += s.rows;
     }
-    if (next_block != seg->nblocks || off != seg->foot || rows != seg->rows)
+    if (next_block != seg->nblocks || off != seg->blocks_end || rows != seg->rows)
         return "footer totals differ from the tables";
     return NULL;
 }
@@ -429,7 +417,9 @@ static int seg_validate(ff_seg *seg, char *err, size_t errlen)
 {
     const uint8_t *m = seg->map;
     const char *path = seg->path;
-    if (seg->size < 8 || memcmp(m, MAGIC, 8) != 0) {
+    seg->stub = seg->size >= 8 && memcmp(m, STUB_MAGIC, 8) == 0;
+    uint32_t hdr = seg->stub ? STUB_HDR : HDR;
+    if (seg->size < 8 || (!seg->stub && memcmp(m, MAGIC, 8) != 0)) {
         fmt(err, errlen, "%s: not a segment (bad magic)", path);
         return FF_EFORMAT;
     }
@@ -437,19 +427,19 @@ static int seg_validate(ff_seg *seg, char *err, size_t errlen)
         fmt(err, errlen, "%s: version %u, expected %u", path, get32(m + 8), FF_SEG_VERSION);
         return FF_EVERSION;
     }
-    if (seg->size < HDR + FOOT_HDR + TRAILER) {
+    if (seg->size < hdr + FOOT_HDR + TRAILER) {
         fmt(err, errlen, "corrupt at offset %llu in %s: file truncated",
             (unsigned long long)seg->size, path);
         return FF_ECORRUPT;
     }
-    if (get32(m + 12) != HDR || get64(m + 24) != XXH3_64bits(m, 24)) {
+    if (get32(m + 12) != hdr || get64(m + hdr - 8) != XXH3_64bits(m, hdr - 8)) {
         fmt(err, errlen, "corrupt at offset 0 in %s: header checksum mismatch", path);
         return FF_ECORRUPT;
     }
     seg->salt = get64(m + 16);
     const uint8_t *t = m + seg->size - TRAILER;
     uint64_t toff = seg->size - TRAILER, foot = get64(t), len = get64(t + 8);
-    if (memcmp(t + 24, END_MAGIC, 8) != 0 || foot < HDR || len < FOOT_HDR || foot + len != toff) {
+    if (memcmp(t + 24, END_MAGIC, 8) != 0 || foot < hdr || len < FOOT_HDR || foot + len != toff) {
         fmt(err, errlen, "corrupt at offset %llu in %s: bad trailer (file truncated?)",
             (unsigned long long)toff, path);
         return FF_ECORRUPT;
@@ -461,6 +451,20 @@ static int seg_validate(ff_seg *seg, char *err, size_t errlen)
     }
     const uint8_t *f = m + foot;
     seg->foot = foot;
+    seg->footsum = get64(t + 16);
+    seg->blocks_end = foot;
+    seg->orig_size = seg->size;
+    if (seg->stub) { /* the original's numbers (storage/archive.c) */
+        seg->blocks_end = get64(m + 32);
+        seg->orig_size = get64(m + 24);
+        seg->footsum = get64(m + 40);
+        seg->archived_at = (int64_t)get64(m + 48);
+        if (seg->blocks_end < HDR || seg->orig_size != seg->blocks_end + len + TRAILER) {
+            fmt(err, errlen, "corrupt at offset 24 in %s: stub sizes do not match its footer",
+                path);
+            return FF_ECORRUPT;
+        }
+    }
     seg->nspaces = get32(f);
     seg->nblocks = get64(f + 8);
     seg->rows = get64(f + 16);
@@ -550,6 +554,15 @@ void ff_seg_get_info(const ff_seg *seg, ff_seg_info *out)
     out->first_ts = seg->first_ts;
     out->last_ts = seg->last_ts;
     out->file_bytes = seg->size;
+    out->stub = seg->stub;
+    out->segment_bytes = seg->orig_size;
+    out->archived_at = seg->archived_at;
+}
+
+bool ff_seg_same(const ff_seg *a, const ff_seg *b)
+{
+    return a->salt == b->salt && a->orig_size == b->orig_size && a->footsum == b->footsum &&
+           a->blocks_end == b->blocks_end;
 }
 
 void ff_seg_space_at(const ff_seg *seg, uint32_t i, ff_seg_space *out)
@@ -608,6 +621,7 @@ static int block_open(const ff_seg *seg, uint64_t i, bent *b, dec *dc, uint8_t *
 {
     *b = block_at(seg, i);
     *buf = NULL;
+    if (seg->stub) return FF_EARCHIVED; /* the blocks are in the archive */
     const uint8_t *p = seg->map + b->off;
     if (get64(p) != XXH3_64bits_withSeed(p + 8, b->len - 8, seg->salt ^ b->off))
         return seg_corrupt(seg, b->off, "block checksum mismatch");
@@ -801,7 +815,7 @@ int ff_seg_verify(const char *path, ff_seg_report *rep)
     int rc = ff_seg_open(path, &seg, rep->error, sizeof rep->error);
     if (rc) return rc;
     ff_seg_get_info(seg, &rep->info);
-    for (uint32_t i = 0; i < seg->nspaces && !rc; i++) rc = verify_space(seg, i, rep);
+    for (uint32_t i = 0; i < seg->nspaces && !rc && !seg->stub; i++) rc = verify_space(seg, i, rep);
     if (rc) snprintf(rep->error, sizeof rep->error, "%s", ff_seg_error(seg));
     ff_seg_close(seg);
     return rc;

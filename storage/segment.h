@@ -159,17 +159,27 @@ typedef struct ff_seg_info {
     uint64_t blocks, rows;
     int64_t first_ts, last_ts; /* over all rows */
     uint64_t file_bytes;
+    bool stub;              /* the stub of an archived segment (storage/archive.h) */
+    uint64_t segment_bytes; /* the segment file's size (file_bytes unless a stub) */
+    int64_t archived_at;    /* a stub: when it was archived; else 0 */
 } ff_seg_info;
 
 /*
- * Opens and validates segment file `path` (header, trailer, footer checksum and the
- * footer's structure; blocks are checked when read). On failure returns FF_EFORMAT,
+ * Opens and validates segment file `path`, or the stub an archive left in its place
+ * (storage/archive.h): a stub has the segment's footer and no blocks, so its info and
+ * space tables read as the segment's, ff_seg_count_at() answers what the footer alone
+ * answers, and every read that needs a block returns FF_EARCHIVED. Checks header,
+ * trailer, footer checksum and the footer's structure; blocks are checked when read.
+ * On failure returns FF_EFORMAT,
  * FF_EVERSION, FF_ECORRUPT or -errno and writes a message naming the file into err
  * (errlen bytes, may be 0). On success *out owns the mapping until ff_seg_close(); the
  * file may be unlinked or replaced meanwhile.
  */
 int ff_seg_open(const char *path, ff_seg **out, char *err, size_t errlen);
 void ff_seg_close(ff_seg *seg);
+/* Whether a and b (segment files or stubs) describe the same segment file: same salt,
+ * size and footer checksum (the salt is random per file). */
+bool ff_seg_same(const ff_seg *a, const ff_seg *b);
 
 const char *ff_seg_path(const ff_seg *seg); /* as given to ff_seg_open; valid until close */
 void ff_seg_get_info(const ff_seg *seg, ff_seg_info *out);
@@ -217,10 +227,10 @@ typedef struct ff_seg_report {
 } ff_seg_report;
 
 /*
- * Opens path and checks everything: every block checksum, every row decoded, and the
- * invariants (numbered in segment.c): canonical order within each space, row counts,
- * block and space time ranges, and the occupancy chain (each block starts from the
- * occupancy the previous one ended with; first and last occupancy as in the footer).
+ * Opens path and checks everything (a stub: what ff_seg_open checks; no blocks): every block
+ * checksum, every row decoded, and the invariants (numbered in segment.c): canonical order within
+ * each space, row counts, block and space time ranges, and the occupancy chain (each block starts
+ * from the occupancy the previous one ended with; first and last occupancy as in the footer).
  * Returns 0 when sound, else the error of the first problem, described in rep->error.
  */
 int ff_seg_verify(const char *path, ff_seg_report *rep);

@@ -9,6 +9,7 @@
 #include "storage/bytes.h"
 #include "storage/segment.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -16,6 +17,8 @@
 #endif
 
 #define MAGIC      "FFSEG\0\0\1"
+#define STUB_MAGIC "FFSTUB\0\1" /* an archived segment's stub (storage/archive.c) */
+#define STUB_HDR   64u
 #define END_MAGIC  "FFSEGEND"
 #define HDR        32u
 #define TRAILER    32u
@@ -27,6 +30,25 @@
 #define RICE_LIMIT 16u
 #define CODEC_RAW  0
 #define CODEC_LZ4  1
+
+/* An open segment file, or the stub of an archived one (footer only: a stub's blocks
+ * are in the archive, and reading them gives FF_EARCHIVED). */
+struct ff_seg {
+    char *path;
+    const uint8_t *map;
+    uint64_t size, salt, foot;
+    const uint8_t *spaces, *blocks; /* footer tables, in the mapping */
+    uint32_t nspaces;
+    uint64_t nblocks, rows;
+    int64_t first_ts, last_ts;
+    bool stub;
+    uint64_t blocks_end;  /* where the blocks end: foot, or the original's for a stub */
+    uint64_t orig_size;   /* the segment file's size (the original's for a stub) */
+    uint64_t footsum;     /* the segment's footer checksum (the original's for a stub) */
+    int64_t archived_at;  /* a stub: when it was archived */
+    atomic_int err_state; /* 0 none, 1 being written, 2 set */
+    char err[FF_SEG_ERRLEN];
+};
 
 /* ---- bytes ------------------------------------------------------------------------- */
 

@@ -52,6 +52,8 @@ static const char usage_main[] =
     "  topology show            print spaces, doorways and DPUs\n"
     "  segments ls|dump|verify PATH\n"
     "                           read sealed segment files offline (no server needed)\n"
+    "  archive --data-dir D --older-than 180d --to DIR [--dry-run]\n"
+    "                           move old segments out (safe while footfalld runs)\n"
     "\n"
     "global flags (anywhere on the line):\n"
     "  --http HOST:PORT   HTTP API (default 127.0.0.1:8080)\n"
@@ -620,5 +622,6 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "counts") == 0) return cmd_counts(argc - 1, argv + 1);
     if (strcmp(cmd, "topology") == 0) return cmd_topology(argc - 1, argv + 1);
     if (strcmp(cmd, "segments") == 0) return ff_cmd_segments(argc - 1, argv + 1);
+    if (strcmp(cmd, "archive") == 0) return ff_cmd_archive(argc - 1, argv + 1);
     return fail(EXIT_USAGE, "unknown command \"%s\" (see footfall --help)", cmd);
 }

@@ -11,5 +11,8 @@
 
 /* `footfall segments ls|dump|verify PATH ...`: offline, through storage/ only. */
 int ff_cmd_segments(int argc, char **argv);
+/* `footfall archive --data-dir D --older-than DUR --to DIR`: offline, engine/ and
+ * storage/ only; safe while footfalld runs. */
+int ff_cmd_archive(int argc, char **argv);
 
 #endif /* FF_NET_CMD_FOOTFALL_CMDS_H */

@@ -12,6 +12,7 @@
  */
 #include "net/cmd/footfall_cmds.h"
 #include "net/timefmt.h"
+#include "storage/archive.h"
 #include "storage/segment.h"
 
 #include <dirent.h>
@@ -36,9 +37,10 @@ static const char usage_segments[] =
 static const char usage_ls[] =
     "usage: footfall segments ls PATH\n"
     "\n"
-    "One line per segment (in a directory: the live version of each range, in time\n"
-    "order): file name, first and last row time, spaces, rows, bytes on disk, bytes per\n"
-    "row. A segment that cannot be opened is named on stderr with the reason.\n"
+    "One line per segment (in a directory: the stubs of archived ones, `archived` in the\n"
+    "last column, then the live version of each range, in time order): file name,\n"
+    "first and last row time, spaces, rows, bytes on disk, bytes per row. A segment that\n"
+    "cannot be opened is named on stderr with the reason.\n"
     "Exit status: 0 ok, 1 some segment could not be opened, 2 usage error.\n";
 
 static const char usage_dump[] =
@@ -109,6 +111,23 @@ static int str_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* The stubs "*.ffs.archived" of directory path (footfall archive), sorted. */
+static void collect_stubs(const char *path, paths *out)
+{
+    memset(out, 0, sizeof *out);
+    DIR *d = opendir(path);
+    if (!d) return;
+    struct dirent *de;
+    size_t k = strlen(".ffs" FF_ARC_SUFFIX);
+    while ((de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        if (n > k && strcmp(de->d_name + n - k, ".ffs" FF_ARC_SUFFIX) == 0)
+            paths_add(out, path, de->d_name);
+    }
+    closedir(d);
+    if (out->n) qsort(out->v, out->n, sizeof *out->v, str_cmp);
+}
+
 /*
  * The segment files of path: itself when it is a file; in a directory the live segments
  * (all = false) or every "*.ffs" file (all = true). Prints and returns -1 on failure.
@@ -171,8 +190,11 @@ static int cmd_ls(int argc, char **argv)
         path = argv[i];
     }
     if (!path) return usage_error(usage_ls, "PATH is missing");
-    paths ps;
-    if (collect_paths(path, false, &ps) < 0) return EXIT_BAD;
+    paths ps, live;
+    if (collect_paths(path, false, &live) < 0) return EXIT_BAD;
+    collect_stubs(path, &ps); /* archived segments (the oldest): with their stub's size */
+    for (size_t i = 0; i < live.n; i++) paths_add(&ps, "", live.v[i]);
+    paths_free(&live);
     int status = 0;
     printf("%-52s %-24s %-24s %8s %12s %12s %9s\n", "segment", "first", "last", "spaces", "rows",
            "bytes", "bytes/row");
@@ -187,9 +209,13 @@ static int cmd_ls(int argc, char **argv)
         ff_seg_info in;
         ff_seg_get_info(seg, &in);
         if (in.rows) ff_time_format(in.first_ts, a), ff_time_format(in.last_ts, b);
-        printf("%-52s %-24s %-24s %8" PRIu32 " %12" PRIu64 " %12" PRIu64 " %9.3f\n",
-               base_name(ps.v[i]), a, b, in.spaces, in.rows, in.file_bytes,
-               in.rows ? (double)in.file_bytes / (double)in.rows : 0.0);
+        if (in.stub)
+            printf("%-52s %-24s %-24s %8" PRIu32 " %12" PRIu64 " %12" PRIu64 " %9s\n",
+                   base_name(ps.v[i]), a, b, in.spaces, in.rows, in.file_bytes, "archived");
+        else
+            printf("%-52s %-24s %-24s %8" PRIu32 " %12" PRIu64 " %12" PRIu64 " %9.3f\n",
+                   base_name(ps.v[i]), a, b, in.spaces, in.rows, in.file_bytes,
+                   in.rows ? (double)in.file_bytes / (double)in.rows : 0.0);
         ff_seg_close(seg);
     }
     paths_free(&ps);

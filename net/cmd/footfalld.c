@@ -9,6 +9,7 @@
 #include <malloc.h>
 #endif
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <string.h>
 
 static const char usage[] =
@@ -36,6 +37,8 @@ static const char usage[] =
     "  --seal-age DURATION   ... or once this much time has passed (default 1h)\n"
     "  --seal-lag DURATION   keep settled rows younger than H - this in memory, where a\n"
     "                        late event costs a refold, not segment rewrites (default 5m)\n"
+    "  --archive-dir DIR     read the segments `footfall archive` moved to DIR, so queries\n"
+    "                        into archived history answer (default: they answer 410)\n"
     "  --metrics-per-space   export footfall_space_occupancy{space=...} per space\n"
     "  --udp-rcvbuf BYTES    UDP receive buffer (default 33554432)\n"
     "  --quiet               no informational lines on stderr\n"
@@ -67,6 +70,7 @@ enum {
     OPT_SEAL_ROWS,
     OPT_SEAL_AGE,
     OPT_SEAL_LAG,
+    OPT_ARCHIVE_DIR,
 };
 
 static const struct option options[] = {
@@ -91,6 +95,7 @@ static const struct option options[] = {
     {"seal-rows", required_argument, 0, OPT_SEAL_ROWS},
     {"seal-age", required_argument, 0, OPT_SEAL_AGE},
     {"seal-lag", required_argument, 0, OPT_SEAL_LAG},
+    {"archive-dir", required_argument, 0, OPT_ARCHIVE_DIR},
     {0, 0, 0, 0},
 };
 
@@ -199,6 +204,13 @@ static int parse_flag(int c, const char *v, ff_server_opts *o)
         if (!duration(v, &o->engine.seal_lag_us))
             return bad(name, v, "expected a duration like 10m");
         break;
+    case OPT_ARCHIVE_DIR: {
+        struct stat st;
+        if (!v[0] || stat(v, &st) != 0 || !S_ISDIR(st.st_mode))
+            return bad(name, v, "expected an existing directory");
+        o->engine.archive_dir = v;
+        break;
+    }
     default:
         fprintf(stderr, "footfalld: flag %s is not handled (a bug)\n", name);
         return 2;
