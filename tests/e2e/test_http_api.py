@@ -163,12 +163,21 @@ def topology_document():
     assert st == 409 and "Annex" in x["detail"], x
 
 
+def header_limit():
+    st, _, body = srv.request("GET", "/v1/spaces", headers={"X-Pad": "a" * 6000})
+    assert st == 200, (st, body)
+    st, _, _ = srv.request("GET", "/v1/spaces", headers={"X-Pad": "a" * 9000})
+    assert st == 431, st  # request headers are limited to 8 KiB (net/http.c)
+    assert srv.get("/healthz")["status"] == "ok"
+
+
 for name, fn in [("token required for changes, not for reads", token_needed),
                  ("spaces, doorways, DPUs: create, conflict, delete", topology_crud),
                  ("events in, count / counts / occupancy / DPU events out", events_and_queries),
                  ("assignment versions", assignment_versions),
                  ("topology document applied idempotently", topology_document),
-                 ("healthz and metrics", operations)]:
+                 ("healthz and metrics", operations),
+                 ("request headers up to 8 KiB, 431 past that", header_limit)]:
     r.check(name, fn)
 srv.close()
 r.finish()
