@@ -53,9 +53,10 @@ typedef struct ff_engine_opts {
      * Late events into the lag are counted in memory, cheaply; older ones rewrite
      * segments. Costs memory: the rows of the lag. */
     int64_t seal_lag_us;
-    /* Adjacent segments older than H - max_lateness (out of reach of late events) are
-     * merged pairwise while the result holds at most seal_merge_rows rows, one merge
-     * per tick, so a space's index stays short. 0 = 16 * seal_rows. */
+    /* Adjacent segments of similar size (the later holds at least half the rows of the
+     * earlier) are merged pairwise as soon as both are sealed, while the result holds
+     * at most seal_merge_rows rows, one merge at a time, so a space's index stays
+     * short. Archived segments are never merged. 0 = 16 * seal_rows. */
     uint64_t seal_merge_rows;
     /* The caller seals and merges through ff_engine_seal_begin/run/end (below), with
      * the writing on another thread; ff_engine_tick() then does not (except the next
