@@ -467,7 +467,9 @@ typedef struct run {
     truth t;
     gen g;
     sealer sl;
-    ff_ingest_result tot;
+    struct {
+        uint64_t accepted, duplicates, late, refused;
+    } tot; /* ff_ingest_result's counts, summed (they are 32-bit per batch) */
     uint64_t since_sync;
     uint64_t log_max; /* largest log seen on disk */
     double t0;
@@ -620,13 +622,14 @@ static int verify(run *R, int64_t end)
     const truth *t = &R->t;
     uint64_t late = t->late + t->late_sealed;
     if (R->tot.accepted != t->made || R->tot.duplicates != t->dups || R->tot.late != late ||
-        R->tot.refused)
+        R->tot.refused) {
         snprintf(c.first, sizeof c.first,
-                 "outcomes: accepted %u (want %" PRIu64 "), duplicates %u (%" PRIu64
-                 "), late %u (%" PRIu64 "), refused %u (0)",
+                 "outcomes: accepted %" PRIu64 " (want %" PRIu64 "), duplicates %" PRIu64
+                 " (%" PRIu64 "), late %" PRIu64 " (%" PRIu64 "), refused %" PRIu64 " (0)",
                  R->tot.accepted, t->made, R->tot.duplicates, t->dups, R->tot.late, late,
-                 R->tot.refused),
-            c.failed++;
+                 R->tot.refused);
+        c.failed++;
+    }
     double t0 = mono_s();
     if (R->o->wrong) R->t.occ[R->t.nspaces / 2]++; /* a control: the checks must fail */
     check_answers(R->e, &R->t, end, &c);
