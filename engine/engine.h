@@ -395,6 +395,8 @@ typedef struct ff_engine_stats {
     uint64_t seal_jobs_discarded; /* async seals redone: late events came in meanwhile */
     uint32_t segments_archived;   /* live segments that `footfall archive` moved out */
     int64_t archived_upto;        /* the end of archived history; FF_TS_MIN if none */
+    uint64_t sealed_index_entries; /* (space, segment) pairs in the sealed-row index */
+    uint64_t sealed_index_bytes;   /* memory those take, allocated capacity included */
 } ff_engine_stats;
 
 void ff_engine_stats_get(const ff_engine *e, ff_engine_stats *out);

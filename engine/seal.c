@@ -63,6 +63,13 @@
  * binary search of the entries, and then either an entry's last occupancy or
  * ff_seg_count_at() on that one segment: O(log n) and at most one block decode.
  *
+ * Residency. A segment's pages count in RSS once read (its footer, about 100 bytes per
+ * space, is read whole at open and by merges). ff_seg_open drops them, and every commit
+ * drops the pages reads have faulted in since (ff_seg_drop_pages), so the mapped
+ * segments cost no resident memory between commits however long the history grows.
+ * What does grow with history is the index above: one 24-byte ff__sealed per (space,
+ * segment holding it); ff_engine_stats gives its size.
+ *
  * Durability. A seal is committed by the checkpoint (engine/checkpoint.c, which gives
  * the protocol step by step): the log is synced, the segment written and made durable,
  * the rows dropped from memory, then the checkpoint naming the segment renamed into
@@ -216,11 +223,14 @@ static int cmp_u64(const void *a, const void *b)
     return ff__cmp_u64(a, b);
 }
 
-/* Room for one more index entry: most spaces have a few, so start at 2 (not 16). */
+/* Room for one more index entry: most spaces have a few, so start at 2 (not 16). The
+ * index is the engine's largest structure that grows with history (every space active
+ * in a segment has an entry in it), so it grows by a quarter, not by doubling: at most
+ * 25 % slack instead of up to 100 %, for a realloc every few seals. */
 static void grow_sx(ff__space *s)
 {
     if (s->nsx < s->capsx) return;
-    s->capsx = s->capsx ? 2 * s->capsx : 2;
+    s->capsx = s->capsx + s->capsx / 4 + 2;
     s->sx = ff_xrealloc(s->sx, s->capsx * sizeof(*s->sx));
 }
 
@@ -335,6 +345,7 @@ int ff__seal_attach(ff_engine *e, int64_t start, int64_t end, uint32_t version, 
         s->sealed_rows += si.rows;
         s->rows.base = si.last_occ;
     }
+    ff_seg_drop_pages(seg); /* the footer just read: see Residency */
     return 0;
 }
 
@@ -346,6 +357,7 @@ static int commit(ff_engine *e, uint64_t lsn)
     if (rc < 0) return rc;
     for (size_t i = 0; i < e->nsegs; i++) e->segs[i].in_ck = true;
     if (stop_at(FF__STOP_CKPT)) return -EINTR;
+    for (size_t i = 0; i < e->nsegs; i++) ff_seg_drop_pages(e->segs[i].seg); /* Residency */
     remove_garbage(e);   /* committed already: a failure only leaves files for the open */
     ff__ckpt_release(e); /* likewise: a failure leaves files for the next checkpoint */
     return 0;

@@ -93,6 +93,11 @@
  * else that one block is decoded. Range scans and exact lookups start at the first block
  * whose last ts reaches the wanted ts.
  *
+ * RESIDENCY. The mapping is read-only and shared. Validation reads the whole footer
+ * (about 100 bytes per space), so ff_seg_open drops every page afterwards
+ * (ff_seg_drop_pages, MADV_DONTNEED): an open segment holds no resident memory until it
+ * is read, and a read faults in only the pages it touches, from the page cache.
+ *
  * VERIFY (ff_seg_verify) decodes everything and checks, besides open-validity:
  *   1. every block is valid;
  *   2. consecutive blocks of a space are in canonical order across their boundary;
@@ -519,6 +524,7 @@ int ff_seg_open(const char *path, ff_seg **out, char *err, size_t errlen)
     seg->map = p;
     rc = seg_validate(seg, err, errlen);
     if (rc) goto out_unmap;
+    ff_seg_drop_pages(seg); /* the footer, read whole by the validation */
     close(fd);
     *out = seg;
     return 0;
@@ -538,6 +544,11 @@ void ff_seg_close(ff_seg *seg)
     munmap((void *)seg->map, seg->size);
     free(seg->path);
     free(seg);
+}
+
+void ff_seg_drop_pages(const ff_seg *seg)
+{
+    (void)madvise((void *)seg->map, seg->size, MADV_DONTNEED);
 }
 
 const char *ff_seg_path(const ff_seg *seg)

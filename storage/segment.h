@@ -173,13 +173,23 @@ typedef struct ff_seg_info {
  * On failure returns FF_EFORMAT,
  * FF_EVERSION, FF_ECORRUPT or -errno and writes a message naming the file into err
  * (errlen bytes, may be 0). On success *out owns the mapping until ff_seg_close(); the
- * file may be unlinked or replaced meanwhile.
+ * file may be unlinked or replaced meanwhile. The pages the validation read are dropped
+ * from the process's resident set (ff_seg_drop_pages).
  */
 int ff_seg_open(const char *path, ff_seg **out, char *err, size_t errlen);
 void ff_seg_close(ff_seg *seg);
 /* Whether a and b (segment files or stubs) describe the same segment file: same salt,
  * size and footer checksum (the salt is random per file). */
 bool ff_seg_same(const ff_seg *a, const ff_seg *b);
+/*
+ * Drops the pages of seg's mapping from this process's resident set (madvise
+ * MADV_DONTNEED on the read-only shared mapping). Nothing is lost: the pages stay in the
+ * page cache and the next read faults them back in. Resident file pages count in RSS,
+ * and an open segment's footer is read whole at open (about 100 bytes per space), so
+ * without this a long-running engine's RSS grows with its history. Safe while other
+ * threads read seg; a failure (never expected) only leaves the pages resident.
+ */
+void ff_seg_drop_pages(const ff_seg *seg);
 
 const char *ff_seg_path(const ff_seg *seg); /* as given to ff_seg_open; valid until close */
 void ff_seg_get_info(const ff_seg *seg, ff_seg_info *out);

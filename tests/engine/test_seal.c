@@ -439,6 +439,59 @@ Test(seal, resident_rows_drop_after_sealing)
     rm_tree(dir);
 }
 
+static ff_engine *reopen(const char *dir, fake_clock *clk, ff_engine_recovery *rep);
+
+/* KiB of the segment files of dir resident in this process (/proc/self/smaps). */
+static long segments_rss_kib(const char *dir)
+{
+    char want[128], line[4096];
+    snprintf(want, sizeof(want), "%s/segments/seg-", dir);
+    FILE *f = fopen("/proc/self/smaps", "r");
+    cr_assert_not_null(f);
+    long kib = 0;
+    bool in = false;
+    while (fgets(line, sizeof(line), f)) {
+        long v;
+        if ((line[0] >= '0' && line[0] <= '9') || (line[0] >= 'a' && line[0] <= 'f'))
+            in = strstr(line, want) != NULL;
+        else if (in && sscanf(line, "Rss: %ld", &v) == 1)
+            kib += v;
+    }
+    fclose(f);
+    return kib;
+}
+
+Test(seal, segment_pages_leave_the_resident_set_at_each_commit)
+{
+    static script s;
+    make_script(&s, 7);
+    char dir[64];
+    make_tmpdir(dir, sizeof(dir));
+    fake_clock clk;
+    ff_engine *e = sealing_run(&s, dir, &clk, NULL);
+    answers want = answers_all(e, &s); /* reads every segment: their pages come in */
+    ff_engine_stats st;
+    ff_engine_stats_get(e, &st);
+    cr_assert_gt(st.segments, 1);
+    cr_assert_gt(segments_rss_kib(dir), 0, "the reads faulted no segment page in");
+    cr_assert_geq(st.sealed_index_entries, st.segments);
+    cr_assert_leq(st.sealed_index_entries, (uint64_t)st.segments * NSPACES);
+    cr_assert_geq(st.sealed_index_bytes, st.sealed_index_entries * 24);
+    cr_assert_eq(ff_engine_checkpoint(e), 0);
+    cr_assert_eq(segments_rss_kib(dir), 0, "a commit left segment pages resident");
+    answers again = answers_all(e, &s);
+    assert_same(&want, &again, "after the pages were dropped");
+    ff_engine_close(e);
+    ff_engine_recovery rep;
+    e = reopen(dir, &clk, &rep);
+    cr_assert_eq(segments_rss_kib(dir), 0, "recovery left segment pages resident");
+    answers reopened = answers_all(e, &s);
+    assert_same(&want, &reopened, "reopened");
+    ff_engine_close(e);
+    free(want.b), free(again.b), free(reopened.b);
+    rm_tree(dir);
+}
+
 Test(seal, without_a_data_dir_nothing_is_sealed)
 {
     static script s;

@@ -321,6 +321,45 @@ Test(segment, round_trip_of_random_rows_in_many_spaces, .timeout = 120)
     spaces_free(sp, n);
 }
 
+/* KiB of seg's mapping resident in this process (Rss in /proc/self/smaps), -1 if the
+ * mapping is not found. */
+static long mapped_rss_kib(const char *path)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    cr_assert(f);
+    char line[4096];
+    long kib = -1;
+    bool in = false;
+    while (fgets(line, sizeof line, f)) {
+        long v;
+        if ((line[0] >= '0' && line[0] <= '9') || (line[0] >= 'a' && line[0] <= 'f'))
+            in = strstr(line, path) != NULL;
+        else if (in && sscanf(line, "Rss: %ld", &v) == 1)
+            kib = (kib < 0 ? 0 : kib) + v;
+    }
+    fclose(f);
+    return kib;
+}
+
+Test(segment, open_leaves_no_page_resident_and_reads_fault_back)
+{
+    size_t n = 4000; /* a footer of about 4000 x 96 bytes: about 94 pages */
+    space *sp = ff_xcalloc(n, sizeof *sp);
+    for (size_t i = 0; i < n; i++) gen_space(&sp[i], (uint32_t)(i + 1), 1 + below(3));
+    cr_assert_eq(write_seg("r.ffs", sp, n, NULL, NULL), 0);
+    ff_seg *seg = open_ok(path_of("r.ffs"));
+    cr_assert_eq(mapped_rss_kib(path_of("r.ffs")), 0, "open read the footer and kept it resident");
+    for (size_t i = 0; i < n; i++) check_count(seg, &sp[i], sp[i].rows[sp[i].n - 1].ts);
+    long touched = mapped_rss_kib(path_of("r.ffs"));
+    cr_assert_gt(touched, 64, "reads fault the footer in: %ld KiB", touched);
+    ff_seg_drop_pages(seg);
+    cr_assert_eq(mapped_rss_kib(path_of("r.ffs")), 0);
+    for (size_t i = 0; i < n; i++) check_space(seg, &sp[i]); /* same answers after the drop */
+    cr_assert_str_empty(ff_seg_error(seg));
+    ff_seg_close(seg);
+    spaces_free(sp, n);
+}
+
 Test(segment, lz4_hc_and_large_blocks_round_trip)
 {
     ff_seg_writer_opts o = {.block_rows = FF_SEG_MAX_BLOCK, .lz4_level = 9};
