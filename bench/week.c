@@ -43,9 +43,9 @@
  *
  * Output: a progress line on stderr every 2 s; per simulated day one table row on
  * stdout: events, wall time, ev/s, VmRSS, RssAnon, RssFile, VmHWM (/proc/self/status),
- * the resident pages of segment and log mappings (/proc/self/smaps), the sealed-row
- * index (ff_engine_stats; malloc's view and the rows in memory go to the result line), log bytes on
- * disk (allocated) and the largest seen, segment bytes (file sizes), rows in segments, bytes per
+ * the resident pages of segment and log mappings (/proc/self/smaps), the rows held in
+ * memory (pending and settled, ff_engine_stats; malloc's view goes to the result line), log bytes
+ * on disk (allocated) and the largest seen, segment bytes (file sizes), rows in segments, bytes per
  * row, segments; then "result key=value ..." for scripts and "check ok" or "check FAILED: ...". The
  * data directory is removed at the end unless --keep.
  */
@@ -536,7 +536,7 @@ static void day_header(void)
 {
     printf("%3s %12s %8s %9s %8s %8s %8s %8s %8s %8s %8s %9s %9s %12s %12s %7s %5s\n", "day",
            "events", "wall_s", "ev/s", "rss_MiB", "anon", "file", "hwm", "segmap", "logmap",
-           "index", "log_MiB", "logmax", "seg_bytes", "seg_rows", "B/row", "segs");
+           "memrows", "log_MiB", "logmax", "seg_bytes", "seg_rows", "B/row", "segs");
 }
 
 static void day_row(run *R, unsigned day, uint64_t events, double wall)
@@ -553,22 +553,22 @@ static void day_row(run *R, unsigned day, uint64_t events, double wall)
            " %12" PRIu64 " %7.3f %5" PRIu32 "\n",
            day + 1, events, wall, (double)events / wall, m.rss / 1024.0, m.anon / 1024.0,
            m.file / 1024.0, m.hwm / 1024.0, m.seg_rss / 1024.0, m.log_rss / 1024.0,
-           (double)st.sealed_index_bytes / (1 << 20), (double)k.log_bytes / (1 << 20),
-           (double)R->log_max / (1 << 20), k.seg_bytes, st.sealed_rows,
-           st.sealed_rows ? (double)k.seg_bytes / (double)st.sealed_rows : 0.0, st.segments);
+           (double)((st.pending_rows + st.settled_rows) * st.pending_row_bytes) / (1 << 20),
+           (double)k.log_bytes / (1 << 20), (double)R->log_max / (1 << 20), k.seg_bytes,
+           st.sealed_rows, st.sealed_rows ? (double)k.seg_bytes / (double)st.sealed_rows : 0.0,
+           st.segments);
     printf("result day=%u events=%" PRIu64 " wall_s=%.2f ev_per_s=%.0f rss_kib=%ld anon_kib=%ld "
            "file_kib=%ld hwm_kib=%ld segmap_kib=%ld logmap_kib=%ld log_bytes=%" PRIu64
            " log_files=%" PRIu32 " seg_bytes=%" PRIu64 " seg_alloc=%" PRIu64 " seg_files=%" PRIu32
            " sealed_rows=%" PRIu64 " settled_mem_rows=%" PRIu64 " pending_rows=%" PRIu64
            " segments=%" PRIu32 " bytes_per_row=%.4f rewritten=%" PRIu64 " discarded=%" PRIu64
-           " log_released=%" PRIu64 " index_entries=%" PRIu64 " index_bytes=%" PRIu64
-           " rows_kib=%" PRIu64 " heap_used_kib=%ld heap_free_kib=%ld heap_mmap_kib=%ld\n",
+           " log_released=%" PRIu64 " rows_kib=%" PRIu64
+           " heap_used_kib=%ld heap_free_kib=%ld heap_mmap_kib=%ld\n",
            day + 1, events, wall, (double)events / wall, m.rss, m.anon, m.file, m.hwm, m.seg_rss,
            m.log_rss, k.log_bytes, k.log_files, k.seg_bytes, k.seg_alloc, k.seg_files,
            st.sealed_rows, st.settled_rows, st.pending_rows, st.segments,
            st.sealed_rows ? (double)k.seg_bytes / (double)st.sealed_rows : 0.0,
            st.segments_rewritten, st.seal_jobs_discarded, st.log_files_released,
-           st.sealed_index_entries, st.sealed_index_bytes,
            (st.pending_rows + st.settled_rows) * st.pending_row_bytes / 1024, m.heap_used,
            m.heap_free, m.heap_mmap);
     fflush(stdout);

@@ -385,18 +385,16 @@ typedef struct ff_engine_stats {
     int64_t max_ts;                   /* largest accepted ts, FF_TS_MIN if none */
     uint64_t log_bytes;
     uint32_t log_files;
-    uint64_t segments_sealed;      /* segments written since open (seals, rewrites) */
-    size_t pending_row_bytes;      /* sizeof one pending row */
-    uint64_t sealed_rows;          /* rows in segments, all spaces (not in memory) */
-    uint32_t segments;             /* live segment files open */
-    uint64_t segments_rewritten;   /* corrected versions written for late events */
-    uint64_t segments_merged;      /* pairs of adjacent segments merged into one */
-    uint64_t log_files_released;   /* log files removed since open: all they held is sealed */
-    uint64_t seal_jobs_discarded;  /* async seals redone: late events came in meanwhile */
-    uint32_t segments_archived;    /* live segments that `footfall archive` moved out */
-    int64_t archived_upto;         /* the end of archived history; FF_TS_MIN if none */
-    uint64_t sealed_index_entries; /* (space, segment) pairs in the sealed-row index */
-    uint64_t sealed_index_bytes;   /* memory those take, allocated capacity included */
+    uint64_t segments_sealed;     /* segments written since open (seals, rewrites) */
+    size_t pending_row_bytes;     /* sizeof one pending row */
+    uint64_t sealed_rows;         /* rows in segments, all spaces (not in memory) */
+    uint32_t segments;            /* live segment files open */
+    uint64_t segments_rewritten;  /* corrected versions written for late events */
+    uint64_t segments_merged;     /* pairs of adjacent segments merged into one */
+    uint64_t log_files_released;  /* log files removed since open: all they held is sealed */
+    uint64_t seal_jobs_discarded; /* async seals redone: late events came in meanwhile */
+    uint32_t segments_archived;   /* live segments that `footfall archive` moved out */
+    int64_t archived_upto;        /* the end of archived history; FF_TS_MIN if none */
 } ff_engine_stats;
 
 void ff_engine_stats_get(const ff_engine *e, ff_engine_stats *out);

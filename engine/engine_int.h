@@ -26,17 +26,6 @@
 
 #include <time.h>
 
-/* The rows of one space inside one sealed segment (engine/seal.c): the engine's only
- * memory that grows with history, so it holds just what count-at-T needs without
- * reading the segment. The occupancy before the rows is the previous entry's last_occ
- * (0 for the first); the row count is in the segment's footer. */
-typedef struct ff__sealed {
-    int64_t first_ts, last_ts;
-    uint32_t seg;     /* the segment's id (ff__segref.id) */
-    int32_t last_occ; /* occupancy after the last row (folds saturate at the int32 range) */
-} ff__sealed;
-_Static_assert(sizeof(ff__sealed) == 24, "an index entry is 24 bytes");
-
 /* One live segment: the sealed rows of every space with ts in [start, end]. */
 typedef struct ff__segref {
     ff_seg *seg;
@@ -59,10 +48,9 @@ typedef struct ff__space {
     bool live;
     uint32_t refs; /* assignment versions naming it as entry or exit */
     uint64_t revision;
-    ff__rows rows;  /* rows after the sealed ones (ts > sealed_upto) */
-    ff__sealed *sx; /* the space's sealed rows, by time; see engine/seal.c */
-    size_t nsx, capsx;
-    uint64_t sealed_rows;
+    ff__rows rows;          /* rows after the sealed ones (ts > sealed_upto) */
+    uint64_t sealed_rows;   /* rows of the space in segments (engine/seal.c) */
+    int64_t sealed_last_ts; /* the latest of them; after it the occupancy is rows.base */
 } ff__space;
 
 typedef struct ff__doorway {

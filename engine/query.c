@@ -247,8 +247,6 @@ void ff_engine_stats_get(const ff_engine *e, ff_engine_stats *out)
         out->settled_rows += settled;
         out->pending_rows += ff__rows_n(r) - settled;
         out->sealed_rows += e->spaces[i].sealed_rows;
-        out->sealed_index_entries += e->spaces[i].nsx;
-        out->sealed_index_bytes += e->spaces[i].capsx * sizeof(ff__sealed);
     }
     out->segments_sealed = e->segments_sealed;
     out->segments_rewritten = e->segments_rewritten;

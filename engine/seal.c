@@ -1,6 +1,6 @@
 /*
- * seal.c -- sealing settled rows into segment files (storage/segment.h), the per-space
- * index of sealed rows, and the reads that span segments and memory.
+ * seal.c -- sealing settled rows into segment files (storage/segment.h), and the reads
+ * that span segments and memory.
  *
  * What is sealed. A seal picks a time `to` and moves every row of every space with
  * ts <= to out of memory into ONE new segment covering the window (previous
@@ -40,35 +40,37 @@
  * rewrite and the checkpoint leaves the old version, and the log replays the event into
  * it again.
  *
- * Merging. Each seal adds a segment, and every space active in its window gets an index
- * entry in it, so the index would grow by (active spaces) entries per seal: 50,000
- * spaces sealed 50 times a day are 2.5 M entries a day. So adjacent segments of similar
- * size (the later holding at least half the rows of the earlier) that hold at most
- * seal_merge_rows rows together are merged into one segment covering both windows, one
- * merge at a time, as a job (below) or in the tick, committed by a checkpoint like an
- * amendment: the old files stay until the checkpoint names the merged one. Like a
- * binary counter, each row is rewritten about log2(seal_merge_rows / seal_rows) times
- * and a space's index holds about history / seal_merge_rows + that many entries.
+ * Merging. Each seal adds a segment, and a count in sealed history costs a footer
+ * lookup per segment it visits (Reads, below), so adjacent segments of similar size (the
+ * later holding at least half the rows of the earlier) that hold at most seal_merge_rows
+ * rows together are merged into one segment covering both windows, one merge at a time,
+ * as a job (below) or in the tick, committed by a checkpoint like an amendment: the old
+ * files stay until the checkpoint names the merged one. Like a binary counter, each row
+ * is rewritten about log2(seal_merge_rows / seal_rows) times. A merge changes nothing
+ * per space: segments are found by their windows.
  * A late event may rewrite a segment that a merge job is reading: the job's end sees
  * the new version and discards the merge, and the old version's mapping is closed only
  * then (close_seg). Merging costs late events nothing more: a late event already
- * rewrites every later segment of its space, merged or not.
- * Segments are named in the index by a stable id (ascending with their windows), so a
- * merge only renames the entries of the second segment's spaces. Archived segments
+ * rewrites every later segment of its space, merged or not. Archived segments
  * (engine/archive.c) are never merged.
  *
- * Index. Each space keeps, per segment holding rows of it, a 24-byte ff__sealed entry:
- * time range and the occupancy after the rows (the one before is the previous entry's;
- * the row count is in the footer). count-at-T is a binary search in memory, else a
- * binary search of the entries, and then either an entry's last occupancy or
- * ff_seg_count_at() on that one segment: O(log n) and at most one block decode.
+ * Reads. Nothing per (space, segment) is kept in memory: per space only sealed_rows and
+ * sealed_last_ts (the occupancy after it is rows.base), so memory does not grow with
+ * history. The segment footers hold the rest (per space: rows, first and last ts,
+ * occupancy before and after). count-at-T in sealed history finds the segment whose
+ * window holds T (binary search over the live list), looks the space up in its footer
+ * (binary search), and answers from the footer or with one block decode; when the space
+ * has no row there at or before T, it steps back a segment at a time (a busy space never
+ * does; a space silent for days steps back over the merged stretches between). Scans
+ * visit the segments overlapping the range in order; a duplicate check is the one
+ * segment whose window holds the key. (Until 2026-11-29 each space kept an entry per
+ * segment holding it: 48 then 24 bytes each, 200 MiB after a week at 100,000 busy
+ * spaces, and growing: bench/week, docs/BENCHMARKS.md.)
  *
  * Residency. A segment's pages count in RSS once read (its footer, about 100 bytes per
  * space, is read whole at open and by merges). ff_seg_open drops them, and every commit
  * drops the pages reads have faulted in since (ff_seg_drop_pages), so the mapped
  * segments cost no resident memory between commits however long the history grows.
- * What does grow with history is the index above: one 24-byte ff__sealed per (space,
- * segment holding it); ff_engine_stats gives its size.
  *
  * Durability. A seal is committed by the checkpoint (engine/checkpoint.c, which gives
  * the protocol step by step): the log is synced, the segment written and made durable,
@@ -81,11 +83,12 @@
  *   S1 segment windows tile [FF_TS_MIN, sealed_upto]: the first starts at FF_TS_MIN,
  *      each next one right after the previous one's end, the last ends at sealed_upto;
  *      segment ids ascend with the windows.
- *   S2 a space's entries are ascending in time, each inside its segment's window, and
- *      agree with the segment's footer (rows, first/last ts, last occupancy).
- *   S3 occupancy chains: the first entry starts from 0, each entry from the previous
- *      one's last occupancy, the memory rows from the last one's (rows.base).
- *   S4 every memory row of a space has ts > sealed_upto; sealed_rows is the sum.
+ *   S2 a space's rows in a segment (its footer entry) lie inside the segment's window.
+ *   S3 occupancy chains: a space's first segment starts from 0, each next one holding
+ *      it from the previous one's last occupancy, the memory rows from the last one's
+ *      (rows.base).
+ *   S4 every memory row of a space has ts > sealed_upto; sealed_rows is the sum of its
+ *      footer row counts and sealed_last_ts the latest footer last ts.
  *   S5 a segment read from its stub is archived and ends at or before stub_upto; an
  *      archived one ends at or before archived_upto (engine/archive.c).
  */
@@ -223,17 +226,6 @@ static int cmp_u64(const void *a, const void *b)
     return ff__cmp_u64(a, b);
 }
 
-/* Room for one more index entry: most spaces have a few, so start at 2 (not 16). The
- * index is the engine's largest structure that grows with history (every space active
- * in a segment has an entry in it), so it grows by a quarter, not by doubling: at most
- * 25 % slack instead of up to 100 %, for a realloc every few seals. */
-static void grow_sx(ff__space *s)
-{
-    if (s->nsx < s->capsx) return;
-    s->capsx = s->capsx + s->capsx / 4 + 2;
-    s->sx = ff_xrealloc(s->sx, s->capsx * sizeof(*s->sx));
-}
-
 /* Live space slots in ascending id order; sorted again only after a topology change
  * (sorting 50,000 ids at every seal was an eighth of the loop thread's time). */
 static const uint32_t *slots_by_id(ff_engine *e, size_t *n)
@@ -301,13 +293,10 @@ static int add_segref(ff_engine *e, int64_t start, int64_t end, uint32_t version
     return (int)e->nsegs++;
 }
 
-/* Moves the first k rows of s (sealed into segment seg) into the space's index. */
-static void index_rows(ff__space *s, uint32_t seg, size_t k)
+/* Drops the first k rows of s from memory: they are sealed. */
+static void drop_sealed(ff__space *s, size_t k)
 {
-    const ff__row *a = &s->rows.set[0], *z = &s->rows.set[k - 1];
-    grow_sx(s);
-    s->sx[s->nsx++] =
-        (ff__sealed){.seg = seg, .first_ts = a->ts, .last_ts = z->ts, .last_occ = z->occ};
+    s->sealed_last_ts = s->rows.set[k - 1].ts;
     s->sealed_rows += k;
     ff__rows_drop_front(&s->rows, k);
 }
@@ -330,18 +319,14 @@ int ff__seal_attach(ff_engine *e, int64_t start, int64_t end, uint32_t version, 
         ff_seg_space si;
         ff_seg_space_at(seg, i, &si);
         ff__space *s = ff__space_find(e, si.space_id);
-        int64_t prev = s && s->nsx ? s->sx[s->nsx - 1].last_occ : 0;
+        int64_t prev = s && s->sealed_rows ? s->rows.base : 0;
         if (!s || si.occ_before != prev || si.first_ts < start || si.last_ts > end ||
             si.last_occ != (int32_t)si.last_occ) {
             snprintf(err, errlen, "%s: space %u does not continue the checkpoint's history",
                      ff_seg_path(seg), si.space_id);
             return FF_ECORRUPT;
         }
-        grow_sx(s);
-        s->sx[s->nsx++] = (ff__sealed){.seg = e->segs[ix].id,
-                                       .first_ts = si.first_ts,
-                                       .last_ts = si.last_ts,
-                                       .last_occ = (int32_t)si.last_occ};
+        s->sealed_last_ts = si.last_ts;
         s->sealed_rows += si.rows;
         s->rows.base = si.last_occ;
     }
@@ -522,7 +507,6 @@ static void close_seg(ff_engine *e, ff_seg *seg)
 }
 
 static void retire(ff_engine *e, size_t i);
-static void reindex_merged(ff_engine *e, const ff_seg *sb, uint32_t a, uint32_t b);
 
 /* Position of the live segment with id `id`, or -1. */
 static ptrdiff_t pos_of_id(const ff_engine *e, uint32_t id)
@@ -546,8 +530,7 @@ static int seal_end(ff_engine *e, ff_seal_job *j)
         job_unlink(j);
         return rc;
     }
-    uint32_t id = e->segs[rc].id;
-    for (size_t i = 0; i < j->nsp; i++) index_rows(ff__space_find(e, j->sp[i].id), id, j->sp[i].n);
+    for (size_t i = 0; i < j->nsp; i++) drop_sealed(ff__space_find(e, j->sp[i].id), j->sp[i].n);
     e->sealed_upto = j->to;
     e->segments_sealed++;
     e->merge_scan = true;
@@ -577,7 +560,6 @@ static int merge_end(ff_engine *e, ff_seal_job *j)
         job_unlink(j);
         return rc;
     }
-    reindex_merged(e, j->b.seg, j->a.id, j->b.id);
     retire(e, (size_t)i);
     retire(e, (size_t)i + 1);
     e->segs[i] =
@@ -694,26 +676,6 @@ static size_t window_of(const ff_engine *e, int64_t ts)
     return lo;
 }
 
-/* The position of the live segment with id `id`. */
-static size_t pos_of(const ff_engine *e, uint32_t id)
-{
-    size_t lo = 0, hi = e->nsegs;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (e->segs[mid].id < id)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    FF_ASSERT(lo < e->nsegs && e->segs[lo].id == id);
-    return lo;
-}
-
-static const ff_seg *seg_of(const ff_engine *e, uint32_t id)
-{
-    return e->segs[pos_of(e, id)].seg;
-}
-
 typedef struct rowbuf {
     ff_seg_row *r;
     size_t n, cap;
@@ -734,7 +696,7 @@ typedef struct amend {
     bool has_row;
     ff_seg_row row;
     int64_t occ_before;
-    ff__sealed out; /* the space's entry in the new version */
+    int64_t last_occ; /* out: the space's occupancy after its rows in the new version */
 } amend;
 
 static void amend_rows(rowbuf *b, amend *a)
@@ -750,9 +712,7 @@ static void amend_rows(rowbuf *b, amend *a)
     int64_t occ = a->occ_before;
     for (size_t i = 0; i < b->n; i++)
         occ = b->r[i].occupancy = ff__fold(occ, b->r[i].delta, a->s->rows.clamp);
-    a->out.first_ts = b->r[0].ts;
-    a->out.last_ts = b->r[b->n - 1].ts;
-    a->out.last_occ = (int32_t)occ;
+    a->last_occ = occ;
 }
 
 /* Copies every space of segment g into writer w, applying a to its space. */
@@ -826,40 +786,51 @@ static int rewrite(ff_engine *e, size_t g, amend *a)
     return 0;
 }
 
-/* Rewrites (or adds) the entry of s for segment g with a; j is its index in s->sx, or
- * where it goes when s has no rows in g. */
-static void amend_entry(ff_engine *e, ff__space *s, size_t g, size_t j, amend *a)
+/* Rewrites segment g with a applied. */
+static void amend_seg(ff_engine *e, size_t g, amend *a)
 {
     int rc = rewrite(e, g, a);
     if (rc < 0) /* memory would no longer match the log; a restart replays it */
         FF_PANIC("cannot rewrite segment %s: %s", ff_seg_path(e->segs[g].seg), ff_strerror(rc));
-    a->out.seg = e->segs[g].id;
-    if (j == s->nsx || s->sx[j].seg != a->out.seg) {
-        grow_sx(s);
-        memmove(&s->sx[j + 1], &s->sx[j], (s->nsx - j) * sizeof(*s->sx));
-        s->nsx++;
-    }
-    s->sx[j] = a->out;
+}
+
+/* The rows of s in the segment at position g, from its footer: 0 or FF_ENOTFOUND. */
+static int space_in(const ff_engine *e, size_t g, const ff__space *s, ff_seg_space *si)
+{
+    return ff_seg_space_info(e->segs[g].seg, s->def.id, si);
+}
+
+/* The occupancy of s before the segment at position g: after its rows in the latest
+ * earlier segment holding it, 0 if none does. */
+static int64_t occ_before_seg(const ff_engine *e, const ff__space *s, size_t g)
+{
+    ff_seg_space si;
+    while (g-- > 0)
+        if (space_in(e, g, s, &si) == 0) return si.last_occ;
+    return 0;
 }
 
 void ff__seal_amend(ff_engine *e, ff__space *s, const ff__row *row)
 {
-    size_t g = window_of(e, row->ts), j = 0;
-    while (j < s->nsx && s->sx[j].seg < e->segs[g].id) j++;
+    size_t g = window_of(e, row->ts);
+    ff_seg_space si;
+    bool had = space_in(e, g, s, &si) == 0;
     amend a = {.s = s, .has_row = true, .row = seg_row_of(row)};
-    a.occ_before = j ? s->sx[j - 1].last_occ : 0;
-    bool had = j < s->nsx && s->sx[j].seg == e->segs[g].id;
-    int64_t was = had ? s->sx[j].last_occ : a.occ_before; /* what the next entry follows */
-    amend_entry(e, s, g, j, &a);
+    a.occ_before = had ? si.occ_before : occ_before_seg(e, s, g);
+    int64_t was = had ? si.last_occ : a.occ_before; /* what later segments continue from */
+    amend_seg(e, g, &a);
     s->sealed_rows++;
-    int64_t occ = a.out.last_occ;
-    for (j++; j < s->nsx && was != occ; j++) { /* refold what follows */
-        was = s->sx[j].last_occ;
+    if (row->ts > s->sealed_last_ts) s->sealed_last_ts = row->ts;
+    int64_t occ = a.last_occ;
+    size_t k = g + 1;
+    for (; k < e->nsegs && was != occ; k++) { /* refold the later segments holding s */
+        if (space_in(e, k, s, &si) != 0) continue;
+        was = si.last_occ;
         amend next = {.s = s, .occ_before = occ};
-        amend_entry(e, s, pos_of(e, s->sx[j].seg), j, &next);
-        occ = next.out.last_occ;
+        amend_seg(e, k, &next);
+        occ = next.last_occ;
     }
-    if (j == s->nsx && s->rows.base != occ) ff__rows_rebase(&s->rows, occ);
+    if (k == e->nsegs && s->rows.base != occ) ff__rows_rebase(&s->rows, occ);
 }
 
 /* ---- merging old segments ---- */
@@ -890,37 +861,6 @@ static int copy_pair(const ff_seg *sa, const ff_seg *sb, ff_seg_writer *w)
     }
     free(b.r);
     return rc;
-}
-
-/* The entries of segment b's spaces now belong to segment a (merged into it). */
-static void reindex_merged(ff_engine *e, const ff_seg *sb, uint32_t a, uint32_t b)
-{
-    ff_seg_info info;
-    ff_seg_get_info(sb, &info);
-    for (uint32_t k = 0; k < info.spaces; k++) {
-        ff_seg_space si;
-        ff_seg_space_at(sb, k, &si);
-        ff__space *s = ff__space_find(e, si.space_id);
-        size_t lo = 0, hi = s->nsx; /* entries ascend by segment id */
-        while (lo < hi) {
-            size_t mid = lo + (hi - lo) / 2;
-            if (s->sx[mid].seg < b)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        size_t j = lo;
-        FF_ASSERT(j < s->nsx && s->sx[j].seg == b);
-        if (j == 0 || s->sx[j - 1].seg != a) {
-            s->sx[j].seg = a;
-            continue;
-        }
-        ff__sealed *p = &s->sx[j - 1];
-        p->last_ts = s->sx[j].last_ts;
-        p->last_occ = s->sx[j].last_occ;
-        memmove(&s->sx[j], &s->sx[j + 1], (s->nsx - j - 1) * sizeof(*s->sx));
-        s->nsx--;
-    }
 }
 
 /* Drops the segment at position i from memory; its file goes now, or after the next
@@ -960,8 +900,7 @@ static ff_seal_job *merge_job(ff_engine *e, size_t i)
 /* One merge of the first adjacent pair that fits: done at once (sync), or begun as the
  * engine's job. Pairs of similar size only (the later one at least half the earlier),
  * so merging works like a binary counter: each row is rewritten about log2(most /
- * seal_rows) times, and a space's index holds about history / most + log2(most /
- * seal_rows) entries. */
+ * seal_rows) times, and about history / most + log2(most / seal_rows) segments live. */
 static void merge_some(ff_engine *e, bool sync)
 {
     uint64_t rows = e->o.seal_rows ? e->o.seal_rows : FF_SEAL_ROWS;
@@ -998,41 +937,36 @@ int ff__seal_commit(ff_engine *e)
 
 /* ---- reading across segments and memory ---- */
 
-/* The index of the last entry of s with first_ts <= t, or -1. */
-static ptrdiff_t entry_at(const ff__space *s, int64_t t)
-{
-    size_t lo = 0, hi = s->nsx;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (s->sx[mid].first_ts <= t)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return (ptrdiff_t)lo - 1;
-}
-
+/*
+ * count-at-T in sealed history: the segment whose window holds t, then, while the space
+ * has no row there at or before t, the previous one (a busy space stops at the first;
+ * one silent for a long time walks back a segment per merged stretch of history). Each
+ * step is a binary search in a footer, from the page cache.
+ */
 int ff__space_occ_at(const ff_engine *e, const ff__space *s, int64_t t, int64_t *occ)
 {
     const ff__rows *r = &s->rows;
     size_t i = t == FF_TS_MAX ? ff__rows_n(r) : ff__rows_lower_ts(r, t + 1);
-    if (i > 0 || s->nsx == 0) {
-        *occ = ff__rows_occ_before(r, i);
-        if (i == 0 && s->nsx == 0) *occ = 0;
+    if (i > 0 || s->sealed_rows == 0 || t >= s->sealed_last_ts) {
+        *occ = i == 0 && s->sealed_rows == 0 ? 0 : ff__rows_occ_before(r, i);
         return 0;
     }
-    ptrdiff_t j = entry_at(s, t);
-    if (j < 0) {
-        *occ = 0;
-        return 0;
+    for (size_t g = window_of(e, t) + 1; g-- > 0;) {
+        ff_seg_space si;
+        if (space_in(e, g, s, &si) != 0) continue;
+        if (t < si.first_ts) { /* only in t's own window: rows of s come later in it */
+            *occ = si.occ_before;
+            return 0;
+        }
+        if (t >= si.last_ts) {
+            *occ = si.last_occ;
+            return 0;
+        }
+        bool found;
+        return ff_seg_count_at(e->segs[g].seg, s->def.id, t, occ, &found);
     }
-    const ff__sealed *x = &s->sx[j];
-    if (t >= x->last_ts) {
-        *occ = x->last_occ;
-        return 0;
-    }
-    bool found;
-    return ff_seg_count_at(seg_of(e, x->seg), s->def.id, t, occ, &found);
+    *occ = 0;
+    return 0;
 }
 
 typedef struct scan_ctx {
@@ -1066,12 +1000,11 @@ static int scan_sealed(const ff_engine *e, const ff__space *s, int64_t start, in
                           .direction = after->direction};
         ap = &ak;
     }
-    ptrdiff_t j = entry_at(s, start);
-    for (size_t i = j < 0 ? 0 : (size_t)j; i < s->nsx && s->sx[i].first_ts < end; i++) {
-        const ff__sealed *x = &s->sx[i];
-        if (x->last_ts < start || (after && x->last_ts < after->ts)) continue;
-        int rc = ff_seg_rows(seg_of(e, x->seg), s->def.id, start, end, ap, seg_row_cb, sc);
-        if (rc) return rc;
+    int64_t from = after && after->ts > start ? after->ts : start;
+    if (from > e->sealed_upto) return 0;
+    for (size_t g = window_of(e, from); g < e->nsegs && e->segs[g].start < end; g++) {
+        int rc = ff_seg_rows(e->segs[g].seg, s->def.id, start, end, ap, seg_row_cb, sc);
+        if (rc && rc != FF_ENOTFOUND) return rc;
     }
     return 0;
 }
@@ -1080,7 +1013,7 @@ int ff__space_scan(const ff_engine *e, const ff__space *s, int64_t start, int64_
                    const ff_row_key *after, ff__row_cb cb, void *ctx)
 {
     scan_ctx sc = {.cb = cb, .ctx = ctx};
-    if (s->nsx && start <= e->sealed_upto) {
+    if (s->sealed_rows && start <= e->sealed_upto) {
         int rc = scan_sealed(e, s, start, end, after, &sc);
         if (rc) return rc;
     }
@@ -1101,10 +1034,9 @@ int ff__space_scan(const ff_engine *e, const ff__space *s, int64_t start, int64_
 
 bool ff__space_sealed_has(const ff_engine *e, const ff__space *s, const ff_row_key *k)
 {
-    ptrdiff_t j = entry_at(s, k->ts);
-    if (j < 0 || k->ts > s->sx[j].last_ts) return false;
+    if (s->sealed_rows == 0 || k->ts > s->sealed_last_ts) return false;
     ff_seg_key sk = {.ts = k->ts, .dpu_id = k->dpu_id, .seq = k->seq, .direction = k->direction};
-    return ff_seg_find(seg_of(e, s->sx[j].seg), s->def.id, &sk, NULL) == 1;
+    return ff_seg_find(e->segs[window_of(e, k->ts)].seg, s->def.id, &sk, NULL) == 1;
 }
 
 void ff__space_totals(const ff__space *s, uint64_t *rows, int64_t *latest_ts, int64_t *occ)
@@ -1115,9 +1047,9 @@ void ff__space_totals(const ff__space *s, uint64_t *rows, int64_t *latest_ts, in
         const ff__row *last = ff__rows_at(&s->rows, n - 1);
         *latest_ts = last->ts;
         *occ = last->occ;
-    } else if (s->nsx) {
-        *latest_ts = s->sx[s->nsx - 1].last_ts;
-        *occ = s->sx[s->nsx - 1].last_occ;
+    } else if (s->sealed_rows) {
+        *latest_ts = s->sealed_last_ts;
+        *occ = s->rows.base;
     } else {
         *latest_ts = FF_TS_MIN;
         *occ = 0;
@@ -1129,23 +1061,20 @@ void ff__space_totals(const ff__space *s, uint64_t *rows, int64_t *latest_ts, in
 static void check_space(const ff_engine *e, const ff__space *s)
 {
     uint64_t rows = 0;
-    int64_t occ = 0;
-    for (size_t j = 0; j < s->nsx; j++) {
-        const ff__sealed *x = &s->sx[j];
-        const ff__segref *g = &e->segs[pos_of(e, x->seg)];
-        FF_ASSERT(x->first_ts <= x->last_ts); /* S2 */
-        FF_ASSERT(x->first_ts >= g->start && x->last_ts <= g->end);
-        FF_ASSERT(j == 0 || s->sx[j - 1].last_ts < x->first_ts);
+    int64_t occ = 0, last_ts = FF_TS_MIN;
+    for (size_t g = 0; g < e->nsegs; g++) {
         ff_seg_space si;
-        FF_ASSERT(ff_seg_space_info(g->seg, s->def.id, &si) == 0);
-        FF_ASSERT(si.first_ts == x->first_ts && si.last_ts == x->last_ts);
-        FF_ASSERT(si.last_occ == x->last_occ);
+        if (space_in(e, g, s, &si) != 0) continue;
+        FF_ASSERT(si.first_ts <= si.last_ts); /* S2 */
+        FF_ASSERT(si.first_ts >= e->segs[g].start && si.last_ts <= e->segs[g].end);
         FF_ASSERT(si.occ_before == occ); /* S3 */
-        occ = x->last_occ;
+        occ = si.last_occ;
+        last_ts = si.last_ts;
         rows += si.rows;
     }
     FF_ASSERT(s->rows.base == occ);
     FF_ASSERT(rows == s->sealed_rows); /* S4 */
+    FF_ASSERT(rows == 0 || s->sealed_last_ts == last_ts);
     if (ff__rows_n(&s->rows)) FF_ASSERT(ff__rows_at(&s->rows, 0)->ts > e->sealed_upto);
 }
 

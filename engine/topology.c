@@ -229,7 +229,8 @@ static int check_space_put(const ff_engine *e, const ff_space_def *d)
     if (strcmp(s->def.name, d->name) == 0 && s->def.has_capacity == d->has_capacity &&
         s->def.capacity == d->capacity && s->def.clamp_at_zero == d->clamp_at_zero)
         return 1;
-    if (s->def.clamp_at_zero != d->clamp_at_zero && (ff__rows_n(&s->rows) > 0 || s->nsx > 0))
+    if (s->def.clamp_at_zero != d->clamp_at_zero &&
+        (ff__rows_n(&s->rows) > 0 || s->sealed_rows > 0))
         return FF_ECONFLICT;
     return 0;
 }
@@ -661,7 +662,6 @@ void ff__topo_free(ff_engine *e)
 {
     for (size_t i = 0; i < e->nspaces; i++) {
         ff__rows_free(&e->spaces[i].rows);
-        free(e->spaces[i].sx);
     }
     for (size_t i = 0; i < e->ndpus; i++) {
         free(e->dpus[i].blk);
