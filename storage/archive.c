@@ -48,31 +48,9 @@ static bool stop_at(int step)
     return true;
 }
 
-static void fmt(char *err, size_t errlen, const char *f, ...) __attribute__((format(printf, 3, 4)));
-static void fmt(char *err, size_t errlen, const char *f, ...)
-{
-    if (!errlen) return;
-    va_list ap;
-    va_start(ap, f);
-    vsnprintf(err, errlen, f, ap);
-    va_end(ap);
-}
-
 void ff_arc_stub_name(char out[FF_ARC_NAME_MAX], const char *name)
 {
     snprintf(out, FF_ARC_NAME_MAX, "%s%s", name, FF_ARC_SUFFIX);
-}
-
-static int write_all(int fd, const void *buf, size_t n)
-{
-    const uint8_t *p = buf;
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) return -errno;
-        p += w, n -= (size_t)w;
-    }
-    return 0;
 }
 
 /* Writes n bytes as dir/name atomically: name.tmp, fsync, rename, fsync of dir. A test
@@ -85,7 +63,7 @@ static int write_atomic(const char *dir, const char *name, const void *p, size_t
     if (dfd < 0) return -errno;
     int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) rc = -errno;
-    if (!rc) rc = write_all(fd, p, n);
+    if (!rc) rc = ff__seg_write_all(fd, p, n);
     if (!rc && fsync(fd) != 0) rc = -errno;
     if (fd >= 0) close(fd);
     if (!rc && stop_at(stop_tmp)) {
@@ -143,7 +121,7 @@ static int verify_in(const char *dir, const char *name, char *err, size_t errlen
     snprintf(path, sizeof path, "%s/%s", dir, name);
     ff_seg_report rep;
     int rc = ff_seg_verify(path, &rep);
-    if (rc) fmt(err, errlen, "%s", rep.error[0] ? rep.error : ff_strerror(rc));
+    if (rc) ff__seg_errf(err, errlen, "%s", rep.error[0] ? rep.error : ff_strerror(rc));
     return rc;
 }
 
@@ -158,24 +136,24 @@ static int copy_to(const ff_seg *seg, const char *to_dir, const char *name, char
         bool same = ff_seg_same(seg, old) && !old->stub;
         ff_seg_close(old);
         if (!same) {
-            fmt(err, errlen, "%s/%s: exists and is another segment", to_dir, name);
+            ff__seg_errf(err, errlen, "%s/%s: exists and is another segment", to_dir, name);
             return FF_EEXIST;
         }
         return 0; /* a previous run's copy; verified below */
     }
     if (rc != -ENOENT) { /* a torn or foreign file: a copy never lands half-written */
-        fmt(err, errlen, "%s/%s: exists and is not this segment (%s)", to_dir, name, e2);
+        ff__seg_errf(err, errlen, "%s/%s: exists and is not this segment (%s)", to_dir, name, e2);
         return FF_EEXIST;
     }
     rc = write_atomic(to_dir, name, seg->map, seg->size, FF_ARC_STOP_COPY_TMP);
-    if (rc) fmt(err, errlen, "%s/%s: %s", to_dir, name, strerror(-rc));
+    if (rc) ff__seg_errf(err, errlen, "%s/%s: %s", to_dir, name, strerror(-rc));
     return rc;
 }
 
 int ff_arc_segment(const char *seg_dir, const char *name, const char *to_dir, int64_t now,
                    ff_arc_stats *st, char *err, size_t errlen)
 {
-    fmt(err, errlen, "%s", "");
+    ff__seg_errf(err, errlen, "%s", "");
     int rc = verify_in(seg_dir, name, err, errlen); /* 1 */
     if (rc) return rc;
     ff_seg *seg, *copy;
@@ -183,7 +161,7 @@ int ff_arc_segment(const char *seg_dir, const char *name, const char *to_dir, in
     if (rc) return rc;
     if (seg->stub) {
         ff_seg_close(seg);
-        fmt(err, errlen, "%s/%s: is a stub", seg_dir, name);
+        ff__seg_errf(err, errlen, "%s/%s: is a stub", seg_dir, name);
         return FF_EINVAL;
     }
     rc = copy_to(seg, to_dir, name, err, errlen); /* 2 */
@@ -193,12 +171,14 @@ int ff_arc_segment(const char *seg_dir, const char *name, const char *to_dir, in
     if (!rc) {
         bool same = ff_seg_same(seg, copy);
         ff_seg_close(copy);
-        if (!same) fmt(err, errlen, "%s/%s: the copy differs from %s", to_dir, name, seg->path);
+        if (!same)
+            ff__seg_errf(err, errlen, "%s/%s: the copy differs from %s", to_dir, name, seg->path);
         rc = same ? 0 : FF_ECORRUPT;
     }
     uint64_t stub_bytes = 0;
     if (!rc) rc = ff_arc_stub_write(seg, seg_dir, name, now, &stub_bytes); /* 3 */
-    if (rc && rc != -EINTR && !err[0]) fmt(err, errlen, "%s: stub: %s", seg->path, ff_strerror(rc));
+    if (rc && rc != -EINTR && !err[0])
+        ff__seg_errf(err, errlen, "%s: stub: %s", seg->path, ff_strerror(rc));
     if (!rc && stop_at(FF_ARC_STOP_STUB)) rc = -EINTR;
     if (!rc && st)
         *st = (ff_arc_stats){.rows = seg->rows, .bytes = seg->size, .stub_bytes = stub_bytes};
@@ -206,8 +186,8 @@ int ff_arc_segment(const char *seg_dir, const char *name, const char *to_dir, in
     int k = rc ? 0 : ff_arc_settle(seg_dir, name); /* 4 */
     if (k < 0) {
         rc = k;
-        fmt(err, errlen, "%s/%s: archived, but cannot be removed: %s", seg_dir, name,
-            ff_strerror(rc));
+        ff__seg_errf(err, errlen, "%s/%s: archived, but cannot be removed: %s", seg_dir, name,
+                     ff_strerror(rc));
     }
     return rc;
 }

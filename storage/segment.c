@@ -371,8 +371,7 @@ static void space_at(const ff_seg *seg, uint32_t i, ff_seg_space *s, uint64_t *f
     s->occ_before = *first < seg->nblocks ? block_at(seg, *first).occ_before : 0;
 }
 
-static void fmt(char *err, size_t errlen, const char *f, ...) __attribute__((format(printf, 3, 4)));
-static void fmt(char *err, size_t errlen, const char *f, ...)
+void ff__seg_errf(char *err, size_t errlen, const char *f, ...)
 {
     if (!errlen) return;
     va_list ap;
@@ -425,33 +424,34 @@ static int seg_validate(ff_seg *seg, char *err, size_t errlen)
     seg->stub = seg->size >= 8 && memcmp(m, STUB_MAGIC, 8) == 0;
     uint32_t hdr = seg->stub ? STUB_HDR : HDR;
     if (seg->size < 8 || (!seg->stub && memcmp(m, MAGIC, 8) != 0)) {
-        fmt(err, errlen, "%s: not a segment (bad magic)", path);
+        ff__seg_errf(err, errlen, "%s: not a segment (bad magic)", path);
         return FF_EFORMAT;
     }
     if (seg->size >= 12 && get32(m + 8) != FF_SEG_VERSION) {
-        fmt(err, errlen, "%s: version %u, expected %u", path, get32(m + 8), FF_SEG_VERSION);
+        ff__seg_errf(err, errlen, "%s: version %u, expected %u", path, get32(m + 8),
+                     FF_SEG_VERSION);
         return FF_EVERSION;
     }
     if (seg->size < hdr + FOOT_HDR + TRAILER) {
-        fmt(err, errlen, "corrupt at offset %llu in %s: file truncated",
-            (unsigned long long)seg->size, path);
+        ff__seg_errf(err, errlen, "corrupt at offset %llu in %s: file truncated",
+                     (unsigned long long)seg->size, path);
         return FF_ECORRUPT;
     }
     if (get32(m + 12) != hdr || get64(m + hdr - 8) != XXH3_64bits(m, hdr - 8)) {
-        fmt(err, errlen, "corrupt at offset 0 in %s: header checksum mismatch", path);
+        ff__seg_errf(err, errlen, "corrupt at offset 0 in %s: header checksum mismatch", path);
         return FF_ECORRUPT;
     }
     seg->salt = get64(m + 16);
     const uint8_t *t = m + seg->size - TRAILER;
     uint64_t toff = seg->size - TRAILER, foot = get64(t), len = get64(t + 8);
     if (memcmp(t + 24, END_MAGIC, 8) != 0 || foot < hdr || len < FOOT_HDR || foot + len != toff) {
-        fmt(err, errlen, "corrupt at offset %llu in %s: bad trailer (file truncated?)",
-            (unsigned long long)toff, path);
+        ff__seg_errf(err, errlen, "corrupt at offset %llu in %s: bad trailer (file truncated?)",
+                     (unsigned long long)toff, path);
         return FF_ECORRUPT;
     }
     if (get64(t + 16) != XXH3_64bits_withSeed(m + foot, len + 16, seg->salt)) {
-        fmt(err, errlen, "corrupt at offset %llu in %s: footer checksum mismatch",
-            (unsigned long long)foot, path);
+        ff__seg_errf(err, errlen, "corrupt at offset %llu in %s: footer checksum mismatch",
+                     (unsigned long long)foot, path);
         return FF_ECORRUPT;
     }
     const uint8_t *f = m + foot;
@@ -465,8 +465,8 @@ static int seg_validate(ff_seg *seg, char *err, size_t errlen)
         seg->footsum = get64(m + 40);
         seg->archived_at = (int64_t)get64(m + 48);
         if (seg->blocks_end < HDR || seg->orig_size != seg->blocks_end + len + TRAILER) {
-            fmt(err, errlen, "corrupt at offset 24 in %s: stub sizes do not match its footer",
-                path);
+            ff__seg_errf(err, errlen,
+                         "corrupt at offset 24 in %s: stub sizes do not match its footer", path);
             return FF_ECORRUPT;
         }
     }
@@ -484,7 +484,8 @@ static int seg_validate(ff_seg *seg, char *err, size_t errlen)
     else
         why = footer_check(seg);
     if (why) {
-        fmt(err, errlen, "corrupt at offset %llu in %s: %s", (unsigned long long)foot, path, why);
+        ff__seg_errf(err, errlen, "corrupt at offset %llu in %s: %s", (unsigned long long)foot,
+                     path, why);
         return FF_ECORRUPT;
     }
     return 0;
@@ -492,18 +493,18 @@ static int seg_validate(ff_seg *seg, char *err, size_t errlen)
 
 int ff_seg_open(const char *path, ff_seg **out, char *err, size_t errlen)
 {
-    fmt(err, errlen, "%s", "");
+    ff__seg_errf(err, errlen, "%s", "");
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int rc = -errno;
-        fmt(err, errlen, "%s: %s", path, strerror(-rc));
+        ff__seg_errf(err, errlen, "%s: %s", path, strerror(-rc));
         return rc;
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int rc = -errno;
         close(fd);
-        fmt(err, errlen, "%s: %s", path, strerror(-rc));
+        ff__seg_errf(err, errlen, "%s: %s", path, strerror(-rc));
         return rc;
     }
     ff_seg *seg = ff_xcalloc(1, sizeof *seg);
@@ -511,14 +512,14 @@ int ff_seg_open(const char *path, ff_seg **out, char *err, size_t errlen)
     seg->size = (uint64_t)st.st_size;
     int rc = 0;
     if (seg->size == 0) {
-        fmt(err, errlen, "%s: not a segment (empty file)", path);
+        ff__seg_errf(err, errlen, "%s: not a segment (empty file)", path);
         rc = FF_EFORMAT;
         goto out_free;
     }
     void *p = mmap(NULL, seg->size, PROT_READ, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {
         rc = -errno;
-        fmt(err, errlen, "%s: mmap: %s", path, strerror(-rc));
+        ff__seg_errf(err, errlen, "%s: mmap: %s", path, strerror(-rc));
         goto out_free;
     }
     seg->map = p;

@@ -89,4 +89,12 @@ static inline int row_cmp(const ff_seg_row *a, const ff_seg_row *b)
     return ff_seg_key_cmp(a, &k);
 }
 
+/* snprintf into err (errlen bytes; nothing when 0). (storage/segment.c) */
+void ff__seg_errf(char *err, size_t errlen, const char *f, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Writes all n bytes to fd (retrying short writes and EINTR): 0 or -errno.
+ * (storage/segment_write.c; also used by storage/archive.c) */
+int ff__seg_write_all(int fd, const void *buf, size_t n);
+
 #endif /* FF_STORAGE_SEGMENT_INT_H */

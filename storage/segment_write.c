@@ -398,7 +398,7 @@ struct ff_seg_writer {
     int64_t first_ts, last_ts;
 };
 
-static int write_all(int fd, const void *buf, size_t n)
+int ff__seg_write_all(int fd, const void *buf, size_t n)
 {
     const uint8_t *p = buf;
     while (n > 0) {
@@ -412,7 +412,7 @@ static int write_all(int fd, const void *buf, size_t n)
 
 static int w_flush(ff_seg_writer *w)
 {
-    int rc = write_all(w->fd, w->out.p, w->out.n);
+    int rc = ff__seg_write_all(w->fd, w->out.p, w->out.n);
     w->out.n = 0;
     if (rc) w->failed = true;
     return rc;
