@@ -141,16 +141,44 @@ static void set_append(ff__rows *r, const ff__row *rows, size_t n)
 
 /* ---- the pending ring ---- */
 
-static void ring_grow(ff__rows *r)
+/* Reallocates the ring to ncap slots (>= npend), its rows in logical order from 0. */
+static void ring_resize(ff__rows *r, uint32_t ncap)
 {
-    uint32_t ncap = r->capring ? r->capring * 2 : 16;
-    FF_ASSERT(ncap > r->capring);
+    FF_ASSERT(ncap >= r->npend);
     ff__row *nr = ff_xmalloc((size_t)ncap * sizeof(*nr));
     for (uint32_t i = 0; i < r->npend; i++) nr[i] = r->ring[(r->head + i) & (r->capring - 1)];
     free(r->ring);
     r->ring = nr;
     r->capring = ncap;
     r->head = 0;
+}
+
+static void ring_grow(ff__rows *r)
+{
+    uint32_t ncap = r->capring ? r->capring * 2 : 16;
+    FF_ASSERT(ncap > r->capring);
+    ring_resize(r, ncap);
+}
+
+/*
+ * Memory follows the current window, not the busiest hour a space ever had: the ring
+ * and the settled array are halved while at most a quarter full (amortised O(1) a row,
+ * like the doubling). Without this they kept their peak-hour capacity for good, and the
+ * day's noise raised that peak a little more each day (bench/week).
+ */
+#define FIT_MIN 16
+static void ring_fit(ff__rows *r)
+{
+    while (r->capring > FIT_MIN && r->npend <= r->capring / 4) ring_resize(r, r->capring / 2);
+}
+
+static void set_fit(ff__rows *r)
+{
+    if (r->capset <= FIT_MIN || r->nset > r->capset / 4) return;
+    size_t ncap = r->capset / 2;
+    while (ncap > FIT_MIN && r->nset <= ncap / 4) ncap /= 2;
+    r->set = ff_xrealloc(r->set, ncap * sizeof(*r->set));
+    r->capset = ncap;
 }
 
 static void ring_insert(ff__rows *r, uint32_t q, const ff__row *row)
@@ -218,6 +246,7 @@ size_t ff__rows_settle(ff__rows *r, int64_t h, size_t budget)
         moved += k;
         if (k < run) break;
     }
+    if (moved) ring_fit(r);
     return moved;
 }
 
@@ -233,6 +262,7 @@ void ff__rows_drop_front(ff__rows *r, size_t k)
         r->set = NULL;
         r->capset = 0;
     }
+    set_fit(r);
 }
 
 void ff__rows_rebase(ff__rows *r, int64_t base)

@@ -119,3 +119,27 @@ Test(rows, take_dpu_removes_its_rows_from_a_time_and_refolds)
     free(out);
     ff__rows_free(&r);
 }
+
+/* After a burst, the ring and the settled array give their capacity back as the rows
+ * leave, and what stays is intact. */
+Test(rows, capacity_follows_the_window_after_a_burst)
+{
+    ff__rows r = {0};
+    for (int64_t t = 1; t <= 10000; t++) add(&r, t, 1, t % 3 ? 1 : -1);
+    cr_assert_geq(r.capring, 10000);
+    int64_t occ_at_9990 = ff__rows_at(&r, 9989)->occ;
+    ff__rows_settle(&r, 9990, SIZE_MAX); /* 10 rows stay pending */
+    cr_assert_eq(r.npend, 10);
+    cr_assert_leq(r.capring, 64, "ring kept %u slots for 10 rows", r.capring);
+    cr_assert_geq(r.capset, 9990);
+    ff__rows_drop_front(&r, 9980); /* 10 settled rows stay */
+    cr_assert_eq(r.nset, 10);
+    cr_assert_leq(r.capset, 64, "settled array kept %zu slots for 10 rows", r.capset);
+    cr_assert_eq(ff__rows_at(&r, 9)->occ, occ_at_9990);
+    cr_assert_eq(ff__rows_at(&r, 9)->ts, 9990);
+    cr_assert_eq(ff__rows_at(&r, 19)->ts, 10000);
+    ff__rows_check(&r, 9990, true);
+    add(&r, 10001, 1, 1); /* still works after shrinking */
+    cr_assert_eq(ff__rows_at(&r, 20)->occ, ff__rows_at(&r, 19)->occ + 1);
+    ff__rows_free(&r);
+}
