@@ -53,8 +53,14 @@ static void make_script(script *s, uint64_t seed)
         if (i > 10 && rnd(10) == 0) {
             a->ev = s->a[rnd((uint32_t)i)].ev;
         } else {
+            uint32_t dpu = 100 + rnd(NDPUS);
             int64_t ts = T0 + (int64_t)rnd((uint32_t)(SPAN / FF_SECOND)) * FF_SECOND;
-            a->ev = ev_make(100 + rnd(NDPUS), ts, rnd(2) ? 1 : -1, (uint16_t)rnd(3));
+            /* DPU 105 (into S4) is silent from 1 h to 3 h and DPU 103 leaves S4 at 2 h:
+             * S4 has no rows in the segments of 2-3 h, so counts there walk back over
+             * them and late events before them refold across them */
+            if (dpu == 105 && ts >= T0 + FF_HOUR && ts < T0 + 3 * FF_HOUR)
+                ts += ts < T0 + 2 * FF_HOUR ? -FF_HOUR : FF_HOUR;
+            a->ev = ev_make(dpu, ts, rnd(2) ? 1 : -1, (uint16_t)rnd(3));
         }
         uint32_t r = rnd(100);
         int64_t delay = r < 80   ? rnd(30) * FF_SECOND
