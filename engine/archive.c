@@ -83,7 +83,10 @@ static int open_copy(const ff_engine *e, const char *name, const ff_seg *stub, f
                      char *err, size_t errlen)
 {
     char path[4096];
-    snprintf(path, sizeof(path), "%s/%s", e->o.archive_dir, name);
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", e->o.archive_dir, name) >= sizeof(path)) {
+        snprintf(err, errlen, "%s: path too long", e->o.archive_dir);
+        return -ENAMETOOLONG;
+    }
     int rc = ff_seg_open(path, out, err, errlen);
     if (rc < 0) return rc;
     ff_seg_info info;

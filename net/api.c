@@ -73,7 +73,8 @@ void ff__api_engine_problem(ff_api_reply *r, int err, const char *what)
     case FF_ECORRUPT:
         ff__api_problem(r, 500, "corrupt", "Stored Data Is Corrupt",
                         "%s: a sealed segment failed a check; the answer is withheld "
-                        "(run footfall segments verify on the data directory)",
+                        "(footfall segments verify on the segments/ or --archive-dir "
+                        "directory names every damaged file)",
                         what);
         break;
     default:

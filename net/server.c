@@ -784,8 +784,9 @@ int ff_server_run(const ff_server_opts *o)
     int rc = ff_engine_open(&s->eng, &eo, &rec);
     if (rc < 0) {
         const char *why = rec.log.cut_reason[0] ? rec.log.cut_reason : rec.error;
-        fprintf(stderr, "footfalld: cannot open %s: %s%s%s\n", o->engine.data_dir, ff_strerror(rc),
-                why[0] ? ": " : "", why);
+        /* why names the file (log, segment, archive copy) and says what is wrong */
+        fprintf(stderr, "footfalld: cannot start from data dir %s: %s\n", o->engine.data_dir,
+                why[0] ? why : ff_strerror(rc));
         goto out_loop;
     }
     report_recovery(s, &rec);

@@ -35,8 +35,10 @@ static const char usage_archive[] =
     "--archive-dir ARCHIVE; events older than archived history are refused too_old.\n"
     "\n"
     "  --data-dir DIR      the server's data directory (required)\n"
-    "  --older-than DUR    move segments whose rows are all older than now - DUR\n"
-    "                      (required; e.g. 180d)\n"
+    "  --older-than DUR    move segments whose window ends before now - DUR\n"
+    "                      (required; e.g. 180d). A segment's window is the time its\n"
+    "                      seal covered; it ends at the horizon H of that seal, so\n"
+    "                      it can end well after the segment's last row\n"
     "  --to ARCHIVE        an existing directory, other than DIR and DIR/segments\n"
     "  --max-lateness DUR  the server's --max-lateness (default 7d): a segment late\n"
     "                      events may still amend (ending after H - DUR) never moves\n"
@@ -176,9 +178,13 @@ int ff_cmd_archive(int argc, char **argv)
         segs++, bytes += it->bytes, rows += it->rows, stubs += sb;
     }
     if (a.dry)
-        printf("dry run: would archive %zu segments; %zu already archived; cutoff %s (%s)\n",
-               plan.n, plan.already, plan.cutoff == FF_TS_MIN ? "none" : cut,
-               plan.lateness_cut ? "H - max-lateness" : "now - older-than");
+        printf("dry run: would archive %zu segments; %zu already archived; %s%s%s\n", plan.n,
+               plan.already,
+               plan.cutoff == FF_TS_MIN ? "no sealed history yet" : "windows ending before ",
+               plan.cutoff == FF_TS_MIN ? "" : cut,
+               plan.cutoff == FF_TS_MIN ? ""
+               : plan.lateness_cut      ? " (H - max-lateness) move"
+                                        : " (now - older-than) move");
     else
         printf("archived %llu segments, %llu bytes, %llu rows to %s (stubs: %llu bytes); "
                "%zu already archived; %llu skipped\n",
