@@ -32,7 +32,8 @@ static const char usage_segments[] =
     "Offline tools for sealed segment files (*.ffs); no server needed. PATH is a segment\n"
     "file or a directory of them (e.g. the server's data directory's segments).\n"
     "`footfall segments COMMAND --help` for details.\n"
-    "Exit status: 0 ok, 1 a segment is corrupt or unreadable, 2 usage error.\n";
+    "Exit status: 0 ok, 1 a segment is corrupt or unreadable (ls reads headers and\n"
+    "footers only; verify reads every block), 2 usage error.\n";
 
 static const char usage_ls[] =
     "usage: footfall segments ls PATH\n"
