@@ -53,16 +53,8 @@ SPACES=$(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))['sp
 T0=$(date -d "$(sed -n 2p "$WORK/events.csv" | cut -d, -f1)" +%s)
 T1=$(date -d "$(tail -n 1 "$WORK/events.csv" | cut -d, -f1)" +%s)
 
-"$BUILD/footfalld" --data-dir "$WORK/data" --udp off --tcp 127.0.0.1:0 --http 127.0.0.1:0 \
-    --topology "$WORK/topo.json" --fsync always --quiet >"$WORK/ready" 2>"$WORK/err" &
-SERVER_PID=$!
-for _ in $(seq 600); do
-    grep -q ready "$WORK/ready" 2>/dev/null && break
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/err" >&2; exit 1; }
-    sleep 0.1
-done
-TCP=$(grep -o 'tcp=[^ ]*' "$WORK/ready" | cut -d= -f2)
-HTTP=$(grep -o 'http=[^ ]*' "$WORK/ready" | cut -d= -f2)
+ff_start srv --data-dir "$WORK/data" --udp off --tcp 127.0.0.1:0 --http 127.0.0.1:0 \
+    --topology "$WORK/topo.json" --fsync always --quiet || exit 1
 "$BUILD/footfall" --tcp "$TCP" --http "$HTTP" import "$WORK/events.csv" --no-progress >&2
 say "imported $EVENTS events, $SPACES spaces; RSS $(awk '/VmRSS/ {print $2, $3}' "/proc/$SERVER_PID/status")"
 curl -sf "http://$HTTP/v1/spaces/1/count" >&2 && echo >&2

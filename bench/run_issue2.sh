@@ -37,27 +37,12 @@ trap cleanup EXIT
 
 say() { printf '%s\n' "$*" >&2; }
 
-# median of the numbers on stdin
-median() { sort -g | awk '{v[NR] = $1} END {if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2)}'; }
-
-# the value of key $1 in the key=value line on stdin
-field() { tr ' ' '\n' | sed -n "s/^$1=//p" | head -1; }
+# shellcheck source=bench/bench_lib.sh
+. "$ROOT/bench/bench_lib.sh"
 
 start_server() { # $1: a name for this run's data dir and logs
-    local out=$WORK/$1.ready
-    "$BUILD/footfalld" --data-dir "$WORK/$1.data" --udp 127.0.0.1:0 --tcp 127.0.0.1:0 \
-        --http 127.0.0.1:0 --topology "$WORK/topo.json" --fsync "$FSYNC" --quiet \
-        >"$out" 2>"$WORK/$1.err" &
-    SERVER_PID=$!
-    for _ in $(seq 600); do
-        grep -q ready "$out" 2>/dev/null && break
-        kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/$1.err" >&2; return 1; }
-        sleep 0.1
-    done
-    grep -q ready "$out" || { say "footfalld did not get ready in 60 s"; return 1; }
-    UDP=$(grep -o 'udp=[^ ]*' "$out" | cut -d= -f2)
-    TCP=$(grep -o 'tcp=[^ ]*' "$out" | cut -d= -f2)
-    HTTP=$(grep -o 'http=[^ ]*' "$out" | cut -d= -f2)
+    ff_start "$1" --data-dir "$WORK/$1.data" --udp 127.0.0.1:0 --tcp 127.0.0.1:0 \
+        --http 127.0.0.1:0 --topology "$WORK/topo.json" --fsync "$FSYNC" --quiet
 }
 
 stop_server() {

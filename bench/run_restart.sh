@@ -43,8 +43,8 @@ cleanup() { # the restarted servers are not this shell's children: wait for the 
 }
 trap cleanup EXIT
 say() { printf 'run_restart.sh: %s\n' "$*" >&2; }
-median() { sort -g | awk '{v[NR] = $1} END {if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2); else print 0}'; }
-field() { tr ' ' '\n' | sed -n "s/^$1=//p" | head -1; }
+# shellcheck source=bench/bench_lib.sh
+. "$ROOT/bench/bench_lib.sh"
 
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD" --target footfalld ff_load -j2 >/dev/null
@@ -53,22 +53,13 @@ ARGS=(--data-dir "$DATA" --udp 127.0.0.1:0 --tcp 127.0.0.1:0 --http "127.0.0.1:$
 say "start $(date -u +%FT%TZ), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ "$FILL" = 1 ]; then
     "$BUILD/ff_load" --write-topology "$WORK/topo.json" --dpus "$DPUS" >&2
-    "$BUILD/footfalld" "${ARGS[@]}" --topology "$WORK/topo.json" >"$WORK/ready" 2>"$WORK/err" &
-    SERVER_PID=$!
-    for _ in $(seq 600); do
-        grep -q ready "$WORK/ready" 2>/dev/null && break
-        kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/err" >&2; exit 1; }
-        sleep 0.1
-    done
-    UDP=$(grep -o 'udp=[^ ]*' "$WORK/ready" | cut -d= -f2)
+    ff_start fill "${ARGS[@]}" --topology "$WORK/topo.json" || exit 1
     t0=$(date +%s)
     "$BUILD/ff_load" --udp "$UDP" --ack --window "$WINDOW" --batch 64 --dpus "$DPUS" \
         --events "$EVENTS" --pid "$SERVER_PID" --quiet | tee "$WORK/fill.out" | grep '^result ' >&2 || true
     say "filled in $(($(date +%s) - t0)) s; $(curl -sf "http://127.0.0.1:$PORT/healthz")"
 else
-    "$BUILD/footfalld" "${ARGS[@]}" >"$WORK/ready" 2>"$WORK/err" &
-    SERVER_PID=$!
-    for _ in $(seq 600); do grep -q ready "$WORK/ready" 2>/dev/null && break; sleep 0.1; done
+    ff_start srv "${ARGS[@]}" || exit 1
 fi
 curl -sf "http://127.0.0.1:$PORT/metrics" | grep -E '^footfall_(events_accepted_total|log_bytes|segments)' >&2 || true
 say "data dir: $(du -sh "$DATA" | cut -f1), $(ls "$DATA/segments" 2>/dev/null | wc -l) segment files"

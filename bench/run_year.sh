@@ -70,16 +70,8 @@ NDAYS=$(echo "${QLINES[0]}" | field days)
 NSPACES=$(echo "${QLINES[0]}" | field spaces)
 
 t0=$(date +%s.%N)
-"$BUILD/footfalld" --data-dir "$DATA" --udp off --tcp off --http 127.0.0.1:0 --quiet \
-    >"$WORK/ready" 2>"$WORK/err" &
-SERVER_PID=$!
-for _ in $(seq 3000); do
-    grep -q ready "$WORK/ready" 2>/dev/null && break
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/err" >&2; exit 1; }
-    sleep 0.02
-done
+ff_start srv --data-dir "$DATA" --udp off --tcp off --http 127.0.0.1:0 --quiet || exit 1
 READY_S=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
-HTTP=$(grep -o 'http=[^ ]*' "$WORK/ready" | cut -d= -f2)
 say "footfalld ready in $READY_S s; RSS $(awk '/VmRSS/ {print $2, $3}' "/proc/$SERVER_PID/status")"
 d=$(date -u -d "@$FIRST_DAY" +%FT%TZ)
 d1=$(date -u -d "@$((FIRST_DAY + 86400))" +%FT%TZ)

@@ -14,8 +14,8 @@ wrk_us() { awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
 
 proc_cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
-median() { sort -g | awk '{v[NR] = $1} END {if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2); else print 0}'; }
-field() { tr ' ' '\n' | sed -n "s/^$1=//p" | head -1; }
+# shellcheck source=bench/bench_lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
 
 wrk_once() {
     local pid=$1 url=$2 threads=$3 conns=$4 secs=$5 out c0 c1 hz

@@ -49,22 +49,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-median() { sort -g | awk '{v[NR] = $1} END {if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2); else print 0}'; }
-field() { tr ' ' '\n' | sed -n "s/^$1=//p" | head -1; } # value of key $1 in a key=value line
+# shellcheck source=bench/bench_lib.sh
+. "$ROOT/bench/bench_lib.sh"
 
 start_server() { # $1: a name for this server's data dir and logs
-    "$BUILD/footfalld" --data-dir "$WORK/$1.data" --udp 127.0.0.1:0 --tcp 127.0.0.1:0 \
-        --http 127.0.0.1:0 --topology "$WORK/topo.json" --fsync "$FSYNC" --quiet \
-        >"$WORK/$1.ready" 2>"$WORK/$1.err" &
-    SERVER_PID=$!
-    for _ in $(seq 600); do
-        grep -q ready "$WORK/$1.ready" 2>/dev/null && break
-        kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/$1.err" >&2; exit 1; }
-        sleep 0.1
-    done
-    UDP=$(grep -o 'udp=[^ ]*' "$WORK/$1.ready" | cut -d= -f2)
-    TCP=$(grep -o 'tcp=[^ ]*' "$WORK/$1.ready" | cut -d= -f2)
-    HTTP=$(grep -o 'http=[^ ]*' "$WORK/$1.ready" | cut -d= -f2)
+    ff_start "$1" --data-dir "$WORK/$1.data" --udp 127.0.0.1:0 --tcp 127.0.0.1:0 \
+        --http 127.0.0.1:0 --topology "$WORK/topo.json" --fsync "$FSYNC" --quiet || exit 1
 }
 stop_server() {
     kill -TERM "$SERVER_PID"
