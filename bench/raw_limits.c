@@ -28,6 +28,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -103,6 +104,10 @@ static int udp_pair(udp_bench *u)
     int sz = 32 << 20;
     setsockopt(u->rx, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
     setsockopt(u->tx, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+    /* recvmmsg's own timeout is checked only after a datagram arrives: without this the
+     * receiver could wait forever once the sender has stopped */
+    struct timeval tv = {0, 100000};
+    setsockopt(u->rx, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     if (bind(u->rx, (struct sockaddr *)&a, sizeof a) < 0 ||
         getsockname(u->rx, (struct sockaddr *)&a, &len) < 0 ||
         connect(u->tx, (struct sockaddr *)&a, sizeof a) < 0)
