@@ -477,7 +477,8 @@ int ff_engine_open(ff_engine **out, const ff_engine_opts *opts, ff_engine_recove
 void ff_engine_close(ff_engine *e)
 {
     if (!e) return;
-    FF_ASSERT(!e->job); /* the caller ends its seal job first */
+    ff__seal_abandon(e); /* a capture the caller has not been handed yet */
+    FF_ASSERT(!e->job);  /* the caller ends its seal job first */
     if (e->log) ff_log_close(e->log);
     ff__seal_close(e);
     ff__topo_free(e);

@@ -230,9 +230,12 @@ void ff_engine_tick(ff_engine *e);
 /*
  * Sealing off the engine's thread (opts.seal_async), in three steps like the log sync:
  *   ff_engine_seal_begin (engine thread), after ff_engine_tick(): when a seal is due,
- *       copies the rows to seal (all spaces, ts <= H; about 5 ns a row) into a new job;
- *       else maybe picks two old segments to merge. Returns 1 with *job, or 0. One job
- *       at a time.
+ *       copies the rows to seal (all spaces, ts <= H; about 15 ns a row) into a new job,
+ *       a step at a time (at most 4,096 spaces and about 65,536 rows per call, so that
+ *       no call holds the thread for long); else maybe picks two old segments to merge.
+ *       Returns 1 with *job once it is complete, or 0. While
+ *       ff_engine_seal_capturing() is true, call it again soon (footfalld: every loop
+ *       turn). One job at a time.
  *   ff_engine_seal_run (any thread): encodes, compresses and writes the new segment
  *       file, fsync, rename, directory fsync. Touches only the job and its files.
  *   ff_engine_seal_end (engine thread) with run's result: if what the job copied is
@@ -248,6 +251,7 @@ typedef struct ff_seal_job ff_seal_job;
  * change, so that the next seal does not pay for the snapshot. 0 or an error. */
 int ff_engine_checkpoint(ff_engine *e);
 int ff_engine_seal_begin(ff_engine *e, ff_seal_job **job);
+bool ff_engine_seal_capturing(const ff_engine *e);
 int ff_engine_seal_run(ff_seal_job *job);
 int ff_engine_seal_end(ff_engine *e, ff_seal_job *job, int rc);
 

@@ -203,6 +203,8 @@ int ff__seal_open(ff_engine *e, char *err, size_t errlen);
 void ff__seal_close(ff_engine *e);
 /* Seals when enough settled rows (or enough wall-clock time) have accumulated. */
 void ff__seal_tick(ff_engine *e, int64_t now);
+/* Frees a seal capture in progress (ff_engine_seal_begin); at close. */
+void ff__seal_abandon(ff_engine *e);
 /* The occupancy of s after its last row with ts <= t (0 before any); FF_ECORRUPT. */
 int ff__space_occ_at(const ff_engine *e, const ff__space *s, int64_t t, int64_t *occ);
 /* Rows of s (sealed, then in memory) with start <= ts < end, after *after if not NULL,
@@ -276,5 +278,7 @@ enum {
     FF__STOP_HIT
 };
 extern int ff__seal_test_stop;
+/* Spaces per step of a seal capture (ff_engine_seal_begin); tests make it small. */
+extern size_t ff__seal_capture_spaces;
 
 #endif /* FF_ENGINE_INT_H */

@@ -12,8 +12,12 @@
  * Settled part. ff__rows_settle() moves rows with ts <= H off the front of the ring and
  * appends them to a sorted array (bounded work per call). A late event whose place is
  * inside that array is inserted there with a memmove: late events are rare and their
- * refold is O(rows after them) anyway. The array is reached only through set_insert()
- * and set_append(), so sealed segments can replace it.
+ * refold is O(rows after them) anyway. Sealing drops rows off its front by moving the
+ * start (set) within the allocation (setmem): a seal drops rows from every busy space,
+ * 100,000 of them at a time, and a memmove and a free or realloc each cost 11 ms of the
+ * loop where this costs about 1. The space in front is taken back by the next append
+ * that needs room (set_room), and the allocation fitted to the rows by the next settle
+ * (set_fit).
  *
  * Fold. occ[i] = f(occ[i-1], delta[i]) with f(o, d) = o + d, or max(0, o + d) with
  * clamp. After an insert or removal at p, rows from p on are refolded; since the deltas
@@ -23,7 +27,7 @@
  *
  * Invariants (ff__rows_check):
  *   R1 capring is 0 or a power of two; npend <= capring; head < capring (or 0).
- *   R2 nset <= capset.
+ *   R2 setmem <= set and (set - setmem) + nset <= capset.
  *   R3 the whole sequence is in non-decreasing canonical order.
  *   R4 every settled-part row has ts <= H.
  *   R5 every occ is the fold of the deltas before it, from base (spaces only).
@@ -124,9 +128,23 @@ static void refold(ff__rows *r, size_t p, bool force)
 
 /* ---- the settled part (to be replaced by segments) ---- */
 
+/* Makes room for n more rows after the settled part: first by moving it back to the
+ * start of its allocation, then by growing that. */
+static void set_room(ff__rows *r, size_t n)
+{
+    size_t off = (size_t)(r->set - r->setmem);
+    if (off + r->nset + n <= r->capset) return;
+    if (off) {
+        memmove(r->setmem, r->set, r->nset * sizeof(*r->set));
+        r->set = r->setmem;
+    }
+    r->setmem = ff_xgrow(r->setmem, &r->capset, r->nset + n, sizeof(*r->setmem));
+    r->set = r->setmem;
+}
+
 static void set_insert(ff__rows *r, size_t i, const ff__row *row)
 {
-    r->set = ff_xgrow(r->set, &r->capset, r->nset + 1, sizeof(*r->set));
+    set_room(r, 1);
     memmove(&r->set[i + 1], &r->set[i], (r->nset - i) * sizeof(*r->set));
     r->set[i] = *row;
     r->nset++;
@@ -134,7 +152,7 @@ static void set_insert(ff__rows *r, size_t i, const ff__row *row)
 
 static void set_append(ff__rows *r, const ff__row *rows, size_t n)
 {
-    r->set = ff_xgrow(r->set, &r->capset, r->nset + n, sizeof(*r->set));
+    set_room(r, n);
     memcpy(&r->set[r->nset], rows, n * sizeof(*rows));
     r->nset += n;
 }
@@ -174,10 +192,17 @@ static void ring_fit(ff__rows *r)
 
 static void set_fit(ff__rows *r)
 {
+    if (r->nset == 0) { /* give the memory back: the settled part refills slowly */
+        free(r->setmem);
+        r->set = r->setmem = NULL;
+        r->capset = 0;
+        return;
+    }
     if (r->capset <= FIT_MIN || r->nset > r->capset / 4) return;
     size_t ncap = r->capset / 2;
     while (ncap > FIT_MIN && r->nset <= ncap / 4) ncap /= 2;
-    r->set = ff_xrealloc(r->set, ncap * sizeof(*r->set));
+    memmove(r->setmem, r->set, r->nset * sizeof(*r->set));
+    r->set = r->setmem = ff_xrealloc(r->setmem, ncap * sizeof(*r->setmem));
     r->capset = ncap;
 }
 
@@ -247,6 +272,7 @@ size_t ff__rows_settle(ff__rows *r, int64_t h, size_t budget)
         if (k < run) break;
     }
     if (moved) ring_fit(r);
+    if (r->capset && (r->nset == 0 || r->nset <= r->capset / 4)) set_fit(r); /* after a seal */
     return moved;
 }
 
@@ -255,14 +281,8 @@ void ff__rows_drop_front(ff__rows *r, size_t k)
     FF_ASSERT(k <= r->nset);
     if (k == 0) return;
     r->base = r->set[k - 1].occ;
-    memmove(r->set, r->set + k, (r->nset - k) * sizeof(*r->set));
+    r->set += k;
     r->nset -= k;
-    if (r->nset == 0) { /* give the memory back: the settled part refills slowly */
-        free(r->set);
-        r->set = NULL;
-        r->capset = 0;
-    }
-    set_fit(r);
 }
 
 void ff__rows_rebase(ff__rows *r, int64_t base)
@@ -275,7 +295,7 @@ void ff__rows_free(ff__rows *r)
 {
     bool clamp = r->clamp;
     int64_t base = r->base;
-    free(r->set);
+    free(r->setmem);
     free(r->ring);
     memset(r, 0, sizeof(*r));
     r->clamp = clamp;
@@ -287,7 +307,7 @@ void ff__rows_check(const ff__rows *r, int64_t h, bool fold_check)
     /* R1, R2 */
     FF_ASSERT(r->capring == 0 || (r->capring & (r->capring - 1)) == 0);
     FF_ASSERT(r->npend <= r->capring && (r->capring == 0 || r->head < r->capring));
-    FF_ASSERT(r->nset <= r->capset);
+    FF_ASSERT(r->setmem <= r->set && (size_t)(r->set - r->setmem) + r->nset <= r->capset);
     size_t n = ff__rows_n(r);
     int64_t occ = r->base;
     for (size_t i = 0; i < n; i++) {

@@ -29,8 +29,11 @@ typedef struct ff__row {
 _Static_assert(sizeof(ff__row) == 24, "a pending row is 24 bytes");
 
 typedef struct ff__rows {
-    ff__row *set; /* settled part: a plain sorted array (sealed segments later) */
-    size_t nset, capset;
+    ff__row *set; /* settled part: a plain sorted array, set[0 .. nset) */
+    size_t nset;
+    ff__row *setmem; /* its allocation, capset rows; set = setmem + rows sealed since the
+                      * last compaction (so a seal's drop is O(1): engine/rows.c) */
+    size_t capset;
     ff__row *ring; /* pending part: power-of-two ring */
     uint32_t head, npend, capring;
     int64_t base; /* occupancy before row 0 (after the sealed rows) */
@@ -78,7 +81,8 @@ void ff__rows_take_dpu(ff__rows *r, uint32_t dpu, int64_t from, ff__row **out, s
  * Returns the number moved. */
 size_t ff__rows_settle(ff__rows *r, int64_t h, size_t budget);
 /* Removes the first k rows (all settled: k <= nset), making the occupancy after them the
- * new base. Used once they are sealed. */
+ * new base. Used once they are sealed. O(1): the memory is compacted and fitted later,
+ * by the next append or settle. */
 void ff__rows_drop_front(ff__rows *r, size_t k);
 /* Sets the base and refolds every row from it (a late event amended sealed history). */
 void ff__rows_rebase(ff__rows *r, int64_t base);

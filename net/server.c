@@ -616,13 +616,33 @@ static void seal_done(uv_work_t *w, int status)
         fprintf(stderr, "footfalld: sealing failed (retried later): %s\n", ff_strerror(rc));
 }
 
+static void on_seal_idle(uv_idle_t *h);
+
+/* A seal job's begin: its rows are copied a step at a time (engine.h), one step per
+ * loop turn through the idle handle, so that I/O goes on between steps. */
+static void seal_step(ff_server *s)
+{
+    if (s->seal_job || s->stopping) return;
+    if (ff_engine_seal_begin(s->eng, &s->seal_job) == 1) {
+        s->seal_req.data = s;
+        uv_queue_work(s->loop, &s->seal_req, seal_work, seal_done);
+    }
+    if (ff_engine_seal_capturing(s->eng))
+        uv_idle_start(&s->seal_idle, on_seal_idle);
+    else
+        uv_idle_stop(&s->seal_idle);
+}
+
+static void on_seal_idle(uv_idle_t *h)
+{
+    seal_step(h->data);
+}
+
 static void on_tick(uv_timer_t *t)
 {
     ff_server *s = t->data;
     ff_engine_tick(s->eng);
-    if (s->seal_job || s->stopping || ff_engine_seal_begin(s->eng, &s->seal_job) != 1) return;
-    s->seal_req.data = s;
-    uv_queue_work(s->loop, &s->seal_req, seal_work, seal_done);
+    seal_step(s);
 }
 
 static void on_fsync_timer(uv_timer_t *t)
@@ -797,6 +817,8 @@ int ff_server_run(const ff_server_opts *o)
     uv_prepare_start(&s->commit, on_commit);
     uv_timer_init(s->loop, &s->tick);
     s->tick.data = s;
+    uv_idle_init(s->loop, &s->seal_idle);
+    s->seal_idle.data = s;
     uv_timer_start(&s->tick, on_tick, TICK_MS, TICK_MS);
     uv_timer_init(s->loop, &s->fsync_timer);
     s->fsync_timer.data = s;

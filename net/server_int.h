@@ -57,6 +57,7 @@ typedef struct ff_server {
     ff_seal_job *seal_job; /* NULL when none */
     int seal_rc;           /* its run's result, written by the worker */
     uv_timer_t tick;
+    uv_idle_t seal_idle; /* runs while a seal capture is in progress (on_tick) */
     uv_timer_t fsync_timer;
     uv_signal_t sigterm, sigint;
     bool stopping;

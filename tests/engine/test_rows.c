@@ -132,8 +132,12 @@ Test(rows, capacity_follows_the_window_after_a_burst)
     cr_assert_eq(r.npend, 10);
     cr_assert_leq(r.capring, 64, "ring kept %u slots for 10 rows", r.capring);
     cr_assert_geq(r.capset, 9990);
+    size_t capset = r.capset;
     ff__rows_drop_front(&r, 9980); /* 10 settled rows stay */
     cr_assert_eq(r.nset, 10);
+    cr_assert_eq(r.capset, capset, "a drop is O(1): the next settle fits the array");
+    ff__rows_check(&r, 9990, true);
+    cr_assert_eq(ff__rows_settle(&r, 9990, SIZE_MAX), 0);
     cr_assert_leq(r.capset, 64, "settled array kept %zu slots for 10 rows", r.capset);
     cr_assert_eq(ff__rows_at(&r, 9)->occ, occ_at_9990);
     cr_assert_eq(ff__rows_at(&r, 9)->ts, 9990);
@@ -141,5 +145,32 @@ Test(rows, capacity_follows_the_window_after_a_burst)
     ff__rows_check(&r, 9990, true);
     add(&r, 10001, 1, 1); /* still works after shrinking */
     cr_assert_eq(ff__rows_at(&r, 20)->occ, ff__rows_at(&r, 19)->occ + 1);
+    ff__rows_drop_front(&r, 10); /* the settled part empties: its memory goes */
+    cr_assert_eq(ff__rows_settle(&r, 9990, SIZE_MAX), 0);
+    cr_assert_eq(r.capset, 0);
+    cr_assert_null(r.setmem);
+    ff__rows_check(&r, 9990, true);
+    ff__rows_free(&r);
+}
+
+/* Rows dropped off the front leave room that later appends and inserts reuse, in
+ * canonical order. */
+Test(rows, settled_part_reuses_the_room_a_drop_leaves)
+{
+    ff__rows r = {0};
+    for (int64_t t = 1; t <= 100; t++) add(&r, t * 10, 1, 1);
+    ff__rows_settle(&r, 1000, SIZE_MAX);
+    cr_assert_eq(r.nset, 100);
+    size_t capset = r.capset;
+    ff__rows_drop_front(&r, 90);
+    cr_assert_eq(r.set - r.setmem, 90);
+    add(&r, 955, 1, -1); /* a late row inside the settled part */
+    for (int64_t t = 101; t <= 100 + (int64_t)capset - 11; t++) add(&r, t * 10, 1, 1);
+    ff__rows_settle(&r, INT64_MAX, SIZE_MAX);
+    cr_assert_eq(r.capset, capset, "the room in front was reused, not grown");
+    cr_assert_eq(r.set, r.setmem);
+    ff__rows_check(&r, INT64_MAX, true);
+    cr_assert_eq(ff__rows_at(&r, 5)->ts, 955);
+    cr_assert_eq(ff__rows_at(&r, 5)->occ, ff__rows_at(&r, 4)->occ - 1);
     ff__rows_free(&r);
 }
