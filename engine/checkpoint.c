@@ -283,6 +283,86 @@ int ff__ckpt_write(ff_engine *e, uint64_t lsn)
     return rc;
 }
 
+/* The last log position whose records a checkpoint at lsn makes redundant (LOG
+ * RELEASE): events after sealed_upto are still needed. */
+static uint64_t release_upto(const ff_engine *e, uint64_t lsn)
+{
+    uint64_t upto = lsn;
+    size_t i = 0;
+    while (i < e->nlch && e->lch[i].max_ts <= e->sealed_upto) i++;
+    if (i < e->nlch && e->lch[i].from - 1 < upto) upto = e->lch[i].from - 1;
+    return upto;
+}
+
+/* Forgets the chunks wholly at or before upto. */
+static void drop_chunks(ff_engine *e, uint64_t upto)
+{
+    size_t drop = 0;
+    while (drop + 1 < e->nlch && e->lch[drop + 1].from <= upto + 1) drop++;
+    if (drop) {
+        memmove(e->lch, e->lch + drop, (e->nlch - drop) * sizeof(*e->lch));
+        e->nlch -= drop;
+    }
+}
+
+void ff__ckpt_prepare(ff_engine *e, ff__ckpt_job *j)
+{
+    *j = (ff__ckpt_job){.lsn = ff_log_written(e->log), .snap = e->topo_snap, .logfd = -1};
+    j->dir = ff_xmalloc(strlen(e->o.data_dir) + 1);
+    strcpy(j->dir, e->o.data_dir);
+    j->topo_gen = e->topo_gen;
+    if (j->snap == 0 || e->topo_gen != e->topo_snap_gen) { /* the topology changed */
+        obuf t = {0};
+        encode_topology(e, &t);
+        j->topo = t.p, j->ntopo = t.n;
+        j->old_snap = j->snap++;
+    }
+    obuf b = {0};
+    encode(e, j->lsn, j->snap, &b);
+    j->ck = b.p, j->nck = b.n;
+    j->logfd = ff_log_dup_current(e->log); /* a failure fails run */
+    j->upto = release_upto(e, j->lsn);
+    ff_log_release_begin(e->log, j->upto, &j->rel);
+}
+
+int ff__ckpt_run(ff__ckpt_job *j)
+{
+    int dfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = j->logfd < 0 ? j->logfd : 0;
+    if (dfd < 0) return -errno;
+    if (!rc && fdatasync(j->logfd) != 0) rc = -errno; /* step 3: the log up to lsn */
+    char name[40];
+    if (!rc && j->topo) {
+        snap_name(name, j->snap);
+        rc = write_atomic(dfd, name, &(obuf){.p = j->topo, .n = j->ntopo}, FF__STOP_TOPO);
+    }
+    if (!rc) rc = write_atomic(dfd, CK_NAME, &(obuf){.p = j->ck, .n = j->nck}, FF__STOP_CKPT_TMP);
+    if (!rc && j->topo && j->old_snap) { /* the old snapshot is unnamed now */
+        snap_name(name, j->old_snap);
+        unlinkat(dfd, name, 0); /* else removed at the next open */
+    }
+    if (!rc) ff_log_release_run(&j->rel); /* a failure leaves files for the next one */
+    close(dfd);
+    return rc;
+}
+
+int ff__ckpt_done(ff_engine *e, ff__ckpt_job *j, int rc)
+{
+    if (rc == 0) {
+        e->topo_snap = j->snap;
+        e->topo_snap_gen = j->topo_gen;
+        e->ck_lsn = j->lsn;
+        drop_chunks(e, j->upto);
+    }
+    int n = ff_log_release_end(e->log, &j->rel);
+    if (n > 0) e->log_released += (uint64_t)n;
+    if (j->logfd >= 0) close(j->logfd);
+    free(j->dir);
+    free(j->ck);
+    free(j->topo);
+    *j = (ff__ckpt_job){.logfd = -1};
+    return rc;
+}
+
 /* ---- reading ---- */
 
 typedef struct ibuf {
@@ -542,17 +622,8 @@ void ff__ckpt_note(ff_engine *e, uint64_t lsn, int64_t max_ts)
 int ff__ckpt_release(ff_engine *e)
 {
     if (!e->log) return 0;
-    uint64_t upto = e->ck_lsn;
-    size_t i = 0;
-    while (i < e->nlch && e->lch[i].max_ts <= e->sealed_upto) i++;
-    if (i < e->nlch && e->lch[i].from - 1 < upto) upto = e->lch[i].from - 1;
-    /* chunks wholly at or before upto are no longer needed */
-    size_t drop = 0;
-    while (drop + 1 < e->nlch && e->lch[drop + 1].from <= upto + 1) drop++;
-    if (drop) {
-        memmove(e->lch, e->lch + drop, (e->nlch - drop) * sizeof(*e->lch));
-        e->nlch -= drop;
-    }
+    uint64_t upto = release_upto(e, e->ck_lsn);
+    drop_chunks(e, upto);
     int rc = ff_log_release(e->log, upto);
     if (rc > 0) e->log_released += (uint64_t)rc;
     return rc < 0 ? rc : 0;

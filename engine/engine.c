@@ -252,7 +252,8 @@ int ff_engine_ingest(ff_engine *e, const ff_event *ev, size_t n, uint8_t *outcom
         uint64_t lsn = ff_log_commit(e->log, (uint32_t)(k * sizeof(ff_event)));
         if (k) ff__ckpt_note(e, lsn, bmax);
     }
-    if (e->amend_pending) ff__seal_commit(e); /* on failure, retried by the next tick */
+    if (e->amend_pending && !e->o.seal_async) /* else a commit job's (engine/seal.c) */
+        ff__seal_commit(e);                   /* on failure, retried by the next tick */
     if (k) e->last_accept = now;
     r.accepted = (uint32_t)k;
     if (res) *res = r;
@@ -293,6 +294,7 @@ void ff_engine_tick(ff_engine *e)
     if (e->max_ts != FF_TS_MIN && e->h < e->max_ts && now - e->last_accept >= e->o.settle_us)
         idle_advance(e);
     settle_some(e, TICK_SPACES, TICK_ROWS);
+    e->commit_failed = false; /* ff_engine_seal_begin may try again */
     ff__seal_tick(e, now);
     ff__arc_tick(e, now);
 }

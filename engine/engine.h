@@ -233,8 +233,10 @@ void ff_engine_tick(ff_engine *e);
  *       copies the rows to seal (all spaces, ts <= H; about 15 ns a row) into a new job,
  *       a step at a time (at most 4,096 spaces and about 65,536 rows per call, so that
  *       no call holds the thread for long); else maybe picks two old segments to merge.
- *       Returns 1 with *job once it is complete, or 0. While
- *       ff_engine_seal_capturing() is true, call it again soon (footfalld: every loop
+ *       Returns 1 with *job once it is complete, or 0. After a seal, a merge or
+ *       late events into sealed history, the next job is a commit: the checkpoint
+ *       (engine/checkpoint.c), encoded here, written by run. While
+ *       ff_engine_seal_stepping() is true, call it again soon (footfalld: every loop
  *       turn). One job at a time.
  *   ff_engine_seal_run (any thread): encodes, compresses and writes the new segment
  *       file, fsync, rename, directory fsync. Touches only the job and its files.
@@ -250,8 +252,13 @@ typedef struct ff_seal_job ff_seal_job;
  * topology changed since the last one (engine/checkpoint.c): after a bulk topology
  * change, so that the next seal does not pay for the snapshot. 0 or an error. */
 int ff_engine_checkpoint(ff_engine *e);
+/* With seal_async: writes the checkpoint a commit job would (after a seal, a merge or
+ * late events into sealed history), now, on this thread; 0 when none is due or a job is
+ * in flight. Before a clean close, so that a restart replays less. 0 or an error. */
+int ff_engine_commit(ff_engine *e);
 int ff_engine_seal_begin(ff_engine *e, ff_seal_job **job);
-bool ff_engine_seal_capturing(const ff_engine *e);
+bool ff_engine_seal_capturing(const ff_engine *e); /* a seal's copy is in progress */
+bool ff_engine_seal_stepping(const ff_engine *e);  /* ... or a commit is due */
 int ff_engine_seal_run(ff_seal_job *job);
 int ff_engine_seal_end(ff_engine *e, ff_seal_job *job, int rc);
 

@@ -109,6 +109,7 @@ struct ff_engine {
     uint64_t segments_sealed, segments_rewritten, segments_merged;
     uint64_t ck_lsn;    /* log position the checkpoint covers (engine/checkpoint.c) */
     bool amend_pending; /* segments were rewritten since the last checkpoint */
+    bool commit_failed; /* a commit job failed: the next is tried after a tick */
     uint32_t next_seg_id;
     bool merge_scan;     /* a seal or merge happened: look for segments to merge */
     ff__segref *garbage; /* replaced versions the checkpoint still names (seg NULL) */
@@ -203,6 +204,9 @@ int ff__seal_open(ff_engine *e, char *err, size_t errlen);
 void ff__seal_close(ff_engine *e);
 /* Seals when enough settled rows (or enough wall-clock time) have accumulated. */
 void ff__seal_tick(ff_engine *e, int64_t now);
+/* What a job does (tests). */
+enum { FF__JOB_SEAL, FF__JOB_MERGE, FF__JOB_COMMIT };
+int ff__seal_job_kind(const ff_seal_job *j);
 /* Frees a seal capture in progress (ff_engine_seal_begin); at close. */
 void ff__seal_abandon(ff_engine *e);
 /* The occupancy of s after its last row with ts <= t (0 before any); FF_ECORRUPT. */
@@ -251,6 +255,23 @@ static inline bool ff__arc_gone(const ff_engine *e, int64_t t)
 
 /* Writes the checkpoint covering log position lsn (atomically; see checkpoint.c). */
 int ff__ckpt_write(ff_engine *e, uint64_t lsn);
+/* The same in three steps, so that the writing can run on another thread (a commit job,
+ * engine/seal.c): prepare (engine thread) encodes the checkpoint of the engine as it is
+ * now, covering lsn = ff_log_written(), and notes the log files it makes redundant; run
+ * (any thread) makes the log durable up to lsn (fdatasync of its current file), writes
+ * the topology snapshot when it changed and the checkpoint, then unlinks those log
+ * files; done (engine thread) records the result (and frees the job's buffers). */
+typedef struct ff__ckpt_job {
+    char *dir;
+    uint64_t lsn, snap, old_snap, topo_gen, upto;
+    unsigned char *ck, *topo; /* topo NULL: the snapshot did not change */
+    size_t nck, ntopo;
+    int logfd; /* -1 without a log */
+    ff_log_release_job rel;
+} ff__ckpt_job;
+void ff__ckpt_prepare(ff_engine *e, ff__ckpt_job *j);
+int ff__ckpt_run(ff__ckpt_job *j);
+int ff__ckpt_done(ff_engine *e, ff__ckpt_job *j, int rc);
 /* Loads the checkpoint if there is one (topology, revisions, H, segments). Errors name
  * the file in err. */
 int ff__ckpt_load(ff_engine *e, char *err, size_t errlen);

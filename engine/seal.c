@@ -378,6 +378,7 @@ typedef struct job_space {
 
 struct ff_seal_job {
     bool merge;
+    bool commit; /* a commit job: ck and garbage below */
     char *dir;
     char name[FF_SEG_NAME_MAX];
     int64_t start, to; /* the new segment's window */
@@ -392,6 +393,10 @@ struct ff_seal_job {
     bool captured;     /* every space is in: the job may run */
     /* a merge of the segments at positions i, i+1 */
     ff__segref a, b;
+    /* a commit */
+    ff__ckpt_job ck;
+    ff__segref *garbage; /* replaced segment files the checkpoint no longer names */
+    size_t ngarbage;
 };
 
 static ff_seal_job *job_new(const ff_engine *e, bool merge, int64_t start, int64_t to)
@@ -411,6 +416,7 @@ static void job_free(ff_seal_job *j)
     if (!j) return;
     free(j->sp);
     free(j->rows);
+    free(j->garbage);
     free(j->dir);
     free(j);
 }
@@ -418,6 +424,7 @@ static void job_free(ff_seal_job *j)
 /* Removes the job's file (never named by a checkpoint). */
 static void job_unlink(const ff_seal_job *j)
 {
+    if (j->commit) return; /* writes no segment */
     char path[4096];
     snprintf(path, sizeof(path), "%s/%s", j->dir, j->name);
     unlink(path);
@@ -483,10 +490,75 @@ static ff_seal_job *seal_job(ff_engine *e, int64_t to)
     return NULL;
 }
 
+/*
+ * Commit jobs (seal_async). Committing a seal, a merge or a batch of amendments took the
+ * loop 2-150 ms, most of it waiting on the disk: a log sync, the checkpoint's write,
+ * fsync, rename and directory fsync, then the unlinks of replaced segments and released
+ * log files (a 64 MiB log file took 20-30 ms to unlink). With seal_async none of that
+ * runs on the engine's thread: an end leaves amend_pending, and the next
+ * ff_engine_seal_begin hands out a commit job. Its begin encodes the checkpoint of the
+ * engine as it is then (ff__ckpt_prepare: the state after every record up to lsn =
+ * written); its run syncs the log up to lsn through a descriptor of its current file,
+ * writes the checkpoint, then unlinks the replaced segments and the log files it made
+ * redundant; its end records the new checkpoint. Nothing acknowledged depends on a
+ * checkpoint (the log holds it), so a commit may come late: it only has to be the
+ * only writer of the checkpoint (one job at a time; the synchronous commits of
+ * ingest and the tick are off with seal_async), and every segment file it names must
+ * stay until a later checkpoint drops it, which in_ck, set here at begin, ensures.
+ */
+static ff_seal_job *commit_job(ff_engine *e)
+{
+    ff_seal_job *j = ff_xcalloc(1, sizeof(*j));
+    j->commit = true;
+    j->to = FF_TS_MIN;
+    j->dir = ff_xmalloc(strlen(e->seg_dir) + 1);
+    strcpy(j->dir, e->seg_dir);
+    ff__ckpt_prepare(e, &j->ck);
+    j->garbage = e->garbage, j->ngarbage = e->ngarbage;
+    e->garbage = NULL, e->ngarbage = e->capgarbage = 0;
+    for (size_t i = 0; i < e->nsegs; i++) e->segs[i].in_ck = true;
+    e->amend_pending = false;
+    return j;
+}
+
+static int commit_run(ff_seal_job *j)
+{
+    int rc = ff__ckpt_run(&j->ck);
+    if (rc < 0 || !j->ngarbage) return rc;
+    int dfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return 0; /* committed: files left are removed at the next open */
+    for (size_t i = 0; i < j->ngarbage; i++) {
+        char name[FF_SEG_NAME_MAX];
+        ff_seg_name(name, j->garbage[i].start, j->garbage[i].end, j->garbage[i].version);
+        unlinkat(dfd, name, 0);
+    }
+    fsync(dfd);
+    close(dfd);
+    return 0;
+}
+
+static int commit_end(ff_engine *e, ff_seal_job *j, int rc)
+{
+    rc = ff__ckpt_done(e, &j->ck, rc);
+    if (rc == 0) {
+        for (size_t i = 0; i < e->nsegs; i++) ff_seg_drop_pages(e->segs[i].seg); /* Residency */
+    } else {                                                                     /* retried */
+        e->amend_pending = true;
+        e->commit_failed = true;
+        for (size_t i = 0; i < j->ngarbage; i++) {
+            e->garbage = ff_xgrow(e->garbage, &e->capgarbage, e->ngarbage + 1, sizeof(*e->garbage));
+            e->garbage[e->ngarbage++] = j->garbage[i];
+        }
+    }
+    job_free(j);
+    return rc;
+}
+
 static int copy_pair(const ff_seg *sa, const ff_seg *sb, ff_seg_writer *w);
 
 static int job_run(ff_seal_job *j)
 {
+    if (j->commit) return commit_run(j);
     ff_seg_writer *w;
     int rc = ff_seg_writer_open(&w, j->dir, j->name, NULL);
     if (rc < 0) return rc;
@@ -580,7 +652,8 @@ static int seal_end(ff_engine *e, ff_seal_job *j)
     e->settled_since_seal -=
         j->settled < e->settled_since_seal ? j->settled : e->settled_since_seal;
     if (stop_at(FF__STOP_SEGMENT)) return -EINTR;
-    e->amend_pending = true; /* committed below, or retried by the next tick */
+    e->amend_pending = true;       /* committed below, or retried by the next tick */
+    if (e->o.seal_async) return 0; /* by a commit job: ff_engine_seal_begin */
     rc = ff__seal_commit(e);
     return rc == -EINTR ? rc : 0; /* a failed commit is retried: the seal stands */
 }
@@ -611,7 +684,7 @@ static int merge_end(ff_engine *e, ff_seal_job *j)
     e->nsegs--;
     e->segments_merged++;
     e->amend_pending = true; /* committed like an amendment */
-    return ff__seal_commit(e);
+    return e->o.seal_async ? 0 : ff__seal_commit(e);
 }
 
 static int job_end(ff_engine *e, ff_seal_job *j, int rc)
@@ -620,6 +693,7 @@ static int job_end(ff_engine *e, ff_seal_job *j, int rc)
     e->job = NULL;
     for (size_t i = 0; i < e->ndeferred; i++) ff_seg_close(e->deferred[i]);
     e->ndeferred = 0;
+    if (j->commit) return commit_end(e, j, rc);
     if (rc == 0)
         rc = j->merge ? merge_end(e, j) : seal_end(e, j);
     else
@@ -636,7 +710,7 @@ static ff_seal_job *job_begin(ff_engine *e, ff_seal_job *j)
     if (!j) return NULL;
     e->job = j;
     e->seal_dirty = false;
-    e->seal_to = j->merge ? FF_TS_MIN : j->to;
+    e->seal_to = j->merge || j->commit ? FF_TS_MIN : j->to;
     return j;
 }
 
@@ -666,9 +740,9 @@ static int job_sync(ff_engine *e, ff_seal_job *j)
 
 void ff__seal_tick(ff_engine *e, int64_t now)
 {
-    if (e->job) return;                                           /* the caller's job ends first */
-    if (e->amend_pending && ff__seal_commit(e) == -EINTR) return; /* a retry */
-    if (e->o.seal_async && !e->seal_sync_next) return;            /* ff_engine_seal_begin's work */
+    if (e->job) return; /* the caller's job ends first */
+    if (e->amend_pending && !e->o.seal_async && ff__seal_commit(e) == -EINTR) return; /* a retry */
+    if (e->o.seal_async && !e->seal_sync_next) return; /* ff_engine_seal_begin's work */
     if (e->merge_scan) merge_some(e, true);
     if (!seal_due(e, now)) return;
     int rc = job_sync(e, seal_job(e, seal_target(e)));
@@ -710,7 +784,13 @@ static int capture_more(ff_engine *e, ff_seal_job **out)
 
 bool ff_engine_seal_capturing(const ff_engine *e)
 {
-    return e->job && !e->job->merge && !e->job->captured;
+    return e->job && !e->job->merge && !e->job->commit && !e->job->captured;
+}
+
+bool ff_engine_seal_stepping(const ff_engine *e)
+{
+    return ff_engine_seal_capturing(e) ||
+           (e->seg_dir && !e->job && e->amend_pending && !e->commit_failed);
 }
 
 void ff__seal_abandon(ff_engine *e)
@@ -723,7 +803,12 @@ int ff_engine_seal_begin(ff_engine *e, ff_seal_job **out)
     *out = NULL;
     if (!e->seg_dir) return 0;
     if (ff_engine_seal_capturing(e)) return capture_more(e, out);
-    if (e->job || e->amend_pending) return 0;
+    if (e->job) return 0;
+    if (e->amend_pending) {
+        if (e->commit_failed) return 0; /* until the next tick */
+        *out = job_begin(e, commit_job(e));
+        return 1;
+    }
     int64_t now = ff__now(e);
     if (seal_due(e, now)) {
         e->last_seal = now;
@@ -1008,8 +1093,20 @@ static void merge_some(ff_engine *e, bool sync)
 int ff_engine_checkpoint(ff_engine *e)
 {
     if (!e->seg_dir) return 0;
+    FF_ASSERT(!e->job); /* a commit job may be writing the checkpoint */
     int rc = ff_log_sync(e->log);
     return rc ? rc : commit(e, ff_log_written(e->log));
+}
+
+int ff_engine_commit(ff_engine *e)
+{
+    if (!e->seg_dir || e->job) return 0;
+    return ff__seal_commit(e);
+}
+
+int ff__seal_job_kind(const ff_seal_job *j)
+{
+    return j->commit ? FF__JOB_COMMIT : j->merge ? FF__JOB_MERGE : FF__JOB_SEAL;
 }
 
 int ff__seal_commit(ff_engine *e)

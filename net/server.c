@@ -599,12 +599,14 @@ static int tcp_start(ff_server *s, const struct sockaddr_storage *addr)
 
 /* ---- Timers, signals, shutdown ----------------------------------------------------- */
 
-/* Thread pool: the writing of a segment, nothing else. */
+/* Thread pool: the writing of a segment or of a checkpoint, nothing else. */
 static void seal_work(uv_work_t *w)
 {
     ff_server *s = w->data;
     s->seal_rc = ff_engine_seal_run(s->seal_job);
 }
+
+static void seal_step(ff_server *s);
 
 /* Loop thread: the segment is attached and committed, or discarded if stale. */
 static void seal_done(uv_work_t *w, int status)
@@ -614,6 +616,7 @@ static void seal_done(uv_work_t *w, int status)
     s->seal_job = NULL;
     if (rc < 0 && rc != -EINTR)
         fprintf(stderr, "footfalld: sealing failed (retried later): %s\n", ff_strerror(rc));
+    seal_step(s); /* the commit that follows a seal or merge */
 }
 
 static void on_seal_idle(uv_idle_t *h);
@@ -627,7 +630,7 @@ static void seal_step(ff_server *s)
         s->seal_req.data = s;
         uv_queue_work(s->loop, &s->seal_req, seal_work, seal_done);
     }
-    if (ff_engine_seal_capturing(s->eng))
+    if (ff_engine_seal_stepping(s->eng))
         uv_idle_start(&s->seal_idle, on_seal_idle);
     else
         uv_idle_stop(&s->seal_idle);
@@ -840,6 +843,8 @@ int ff_server_run(const ff_server_opts *o)
     rc = s->final_rc; /* a failed final sync is a failed exit: not everything is durable */
 out_handles:
     server_stop_all(s);
+    if (rc == 0 && (rc = ff_engine_commit(s->eng)) < 0) /* only spares the next start work */
+        fprintf(stderr, "footfalld: final checkpoint failed: %s\n", ff_strerror(rc)), rc = 0;
 out_engine:
     ff_engine_close(s->eng);
 out_loop:

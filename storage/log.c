@@ -1006,25 +1006,59 @@ uint64_t ff_log_start(const ff_log *log)
 
 int ff_log_release(ff_log *log, uint64_t upto)
 {
-    char name[NAME_LEN + 1];
-    int n = 0, rc = 0;
+    ff_log_release_job job;
+    ff_log_release_begin(log, upto, &job);
+    ff_log_release_run(&job);
+    return ff_log_release_end(log, &job);
+}
 
-    while (log->nolder && log->older[0].last <= upto) {
-        const struct older *f = &log->older[0];
-        log_name(name, f->base);
-        if (unlinkat(log->dirfd, name, 0) != 0 && errno != ENOENT) {
-            rc = -errno;
+void ff_log_release_begin(ff_log *log, uint64_t upto, ff_log_release_job *job)
+{
+    _Static_assert(NAME_LEN + 1 <= sizeof(job->names[0]), "a log file's name fits");
+    *job = (ff_log_release_job){.dirfd = log->dirfd};
+    while (job->n < log->nolder && log->older[job->n].last <= upto) job->n++;
+    if (!job->n) return;
+    job->names = ff_xmalloc(job->n * sizeof(*job->names));
+    for (uint32_t i = 0; i < job->n; i++) log_name(job->names[i], log->older[i].base);
+}
+
+void ff_log_release_run(ff_log_release_job *job)
+{
+    while (job->done < job->n) {
+        if (unlinkat(job->dirfd, job->names[job->done], 0) != 0 && errno != ENOENT) {
+            job->rc = -errno;
             break;
         }
+        job->done++;
+    }
+    if (job->done && fsync(job->dirfd) != 0 && job->rc == 0) job->rc = -errno;
+}
+
+int ff_log_release_end(ff_log *log, ff_log_release_job *job)
+{
+    FF_ASSERT(job->done <= log->nolder);
+    for (uint32_t i = 0; i < job->done; i++) {
+        const struct older *f = &log->older[i];
         log->start = f->last;
         log->disk_bytes -= f->size;
         log->files--;
-        memmove(log->older, log->older + 1, --log->nolder * sizeof(*log->older));
-        n++;
     }
-    if (n && fsync(log->dirfd) != 0 && rc == 0) rc = -errno;
+    if (job->done) {
+        memmove(log->older, log->older + job->done,
+                (log->nolder - job->done) * sizeof(*log->older));
+        log->nolder -= job->done;
+    }
     LOG_CHECK(log);
-    return rc ? rc : n;
+    free(job->names);
+    int rc = job->rc ? job->rc : (int)job->done;
+    *job = (ff_log_release_job){.dirfd = -1};
+    return rc;
+}
+
+int ff_log_dup_current(const ff_log *log)
+{
+    int fd = fcntl(log->fd, F_DUPFD_CLOEXEC, 0);
+    return fd < 0 ? -errno : fd;
 }
 
 int ff_log_close(ff_log *log)

@@ -145,6 +145,30 @@ uint32_t ff_log_files(const ff_log *log);      /* number of log files */
  * released or -errno (files released before the error stay released).
  */
 int ff_log_release(ff_log *log, uint64_t upto);
+/*
+ * Release off the owner's thread, in three steps like a sync job (unlinking a 64 MiB
+ * file took 20-30 ms, which the owner's loop should not wait for):
+ *   ff_log_release_begin (owner) notes in *job the files ff_log_release(log, upto)
+ *                        would unlink (none is fine) and the directory.
+ *   ff_log_release_run   (any thread) unlinks them oldest first and fsyncs the
+ *                        directory; stops at the first failure. Touches only *job.
+ *   ff_log_release_end   (owner) forgets the files run unlinked and frees *job.
+ *                        Returns their number, or run's error.
+ * No other release may run between begin and end.
+ */
+typedef struct ff_log_release_job {
+    int dirfd;
+    uint32_t n, done; /* files noted; unlinked by run */
+    char (*names)[32];
+    int rc;
+} ff_log_release_job;
+void ff_log_release_begin(ff_log *log, uint64_t upto, ff_log_release_job *job);
+void ff_log_release_run(ff_log_release_job *job);
+int ff_log_release_end(ff_log *log, ff_log_release_job *job);
+/* A new descriptor of the current file: fdatasync() on it makes every committed record
+ * durable (older files were synced when the log rotated away from them), from any
+ * thread, while the owner goes on appending. The caller closes it. -errno on failure. */
+int ff_log_dup_current(const ff_log *log);
 /* Every record with LSN <= this was released (0 when nothing ever was): the first
  * file's prev_end. Recovery only replays records after it. */
 uint64_t ff_log_start(const ff_log *log);

@@ -393,6 +393,114 @@ Test(seal, async_jobs_interleaved_with_ingest_give_the_same_answers)
     ff__seal_capture_spaces = 4096;
 }
 
+static size_t committed_segments(const char *dir)
+{
+    int64_t h;
+    ff_seg_entry *segs;
+    size_t n;
+    char err[256];
+    cr_assert_eq(ff__ckpt_peek(dir, &h, &segs, &n, err, sizeof(err)), 0, "%s", err);
+    free(segs);
+    return n;
+}
+
+/* Plays arrivals from *i until a seal job (not a commit or merge) is begun. */
+static ff_seal_job *play_until_seal_job(ff_engine *e, fake_clock *clk, const script *s, int *i)
+{
+    ff_seal_job *j;
+    for (; *i < NEVENTS; (*i)++) {
+        play(e, clk, s, *i, *i + 1, NULL);
+        while (ff_engine_seal_begin(e, &j) == 1) {
+            if (ff__seal_job_kind(j) == FF__JOB_SEAL) {
+                (*i)++;
+                return j;
+            }
+            cr_assert_eq(ff_engine_seal_end(e, j, ff_engine_seal_run(j)), 0);
+        }
+    }
+    return NULL;
+}
+
+/* With seal_async a seal's end writes no checkpoint: the next job is a commit, which
+ * names the new segment and releases log files. One that fails (the checkpoint cannot
+ * be written) or crashes before its rename changes nothing on disk: the commit is
+ * tried again after a tick, and a reopen answers as the in-memory engine. */
+Test(seal, commits_run_as_jobs_and_a_failed_or_crashed_one_loses_nothing)
+{
+    static script s;
+    make_script(&s, 43);
+    uint8_t o_mem[NEVENTS];
+    answers want = reference(&s, o_mem);
+    char dir[64], path[128];
+    make_tmpdir(dir, sizeof(dir));
+    fake_clock clk = {.now = T0};
+    ff_engine_opts o = seal_opts(&clk, dir);
+    o.seal_async = true;
+    o.log_file_bytes = 4096;
+    ff_engine *e = open_engine(&o);
+    topology(e);
+    int i = 0;
+    ff_seal_job *j = NULL;
+    ff_engine_stats st;
+    uint64_t released = 0;
+    for (int round = 0; round < 3; round++) {
+        j = play_until_seal_job(e, &clk, &s, &i);
+        cr_assert_not_null(j, "round %d: no seal job", round);
+        size_t before = committed_segments(dir);
+        cr_assert_eq(ff_engine_seal_end(e, j, ff_engine_seal_run(j)), 0);
+        cr_assert_eq(committed_segments(dir), before, "the seal's end wrote a checkpoint");
+        cr_assert(ff_engine_seal_stepping(e), "no commit is due");
+        cr_assert_eq(ff_engine_seal_begin(e, &j), 1);
+        cr_assert_eq(ff__seal_job_kind(j), FF__JOB_COMMIT);
+        if (round == 1) { /* fails: the temp file's name is taken by a directory */
+            snprintf(path, sizeof(path), "%s/checkpoint.ffc.tmp", dir);
+            cr_assert_eq(mkdir(path, 0755), 0);
+            cr_assert_lt(ff_engine_seal_end(e, j, ff_engine_seal_run(j)), 0);
+            cr_assert(!ff_engine_seal_stepping(e), "retried before a tick");
+            cr_assert_eq(ff_engine_seal_begin(e, &j), 0);
+            cr_assert_eq(rmdir(path), 0);
+            ff_engine_tick(e);
+            cr_assert_eq(ff_engine_seal_begin(e, &j), 1);
+            cr_assert_eq(ff__seal_job_kind(j), FF__JOB_COMMIT);
+        }
+        if (round == 2) { /* a crash between the checkpoint's write and its rename */
+            ff__seal_test_stop = FF__STOP_CKPT_TMP;
+            cr_assert_eq(ff_engine_seal_end(e, j, ff_engine_seal_run(j)), -EINTR);
+            cr_assert_eq(ff__seal_test_stop, FF__STOP_HIT);
+            ff__seal_test_stop = FF__STOP_NONE;
+            cr_assert_eq(committed_segments(dir), before);
+            ff_engine_stats_get(e, &st);
+            released = st.log_files_released;
+            ff_engine_close(e);
+            e = open_engine(&o); /* recovery: the new segment is unnamed, the log replays */
+            break;
+        }
+        cr_assert_eq(ff_engine_seal_end(e, j, ff_engine_seal_run(j)), 0);
+        cr_assert_gt(committed_segments(dir), before, "round %d: not committed", round);
+    }
+    play(e, &clk, &s, i, NEVENTS, NULL);
+    clk.now += FF_HOUR;
+    ff_engine_tick(e);
+    ff_engine_tick(e);
+    for (ff_seal_job *k; ff_engine_seal_begin(e, &k) == 1;)
+        cr_assert_eq(ff_engine_seal_end(e, k, ff_engine_seal_run(k)), 0);
+    ff_engine_stats_get(e, &st);
+    cr_assert_gt(released + st.log_files_released, 8, "commit jobs released %llu log files",
+                 (unsigned long long)(released + st.log_files_released));
+    cr_assert_eq(files_named(dir, "log-"), st.log_files);
+    cr_assert_eq(segment_files(dir), st.segments, "replaced files left");
+    answers got = answers_all(e, &s);
+    assert_same(&want, &got, "commit jobs");
+    cr_assert_eq(ff_engine_commit(e), 0);
+    ff_engine_close(e);
+    e = open_engine(&o);
+    answers again = answers_all(e, &s);
+    assert_same(&want, &again, "commit jobs, reopened");
+    ff_engine_close(e);
+    free(want.b), free(got.b), free(again.b);
+    rm_tree(dir);
+}
+
 /* A capture taken a space at a time: a topology change between its steps discards it
  * (the slots it noted may have moved), and closing the engine in the middle of one
  * frees it. The answers stay those of the in-memory engine. */
@@ -596,7 +704,7 @@ static ff_seal_job *play_until_merge_job(ff_engine *e, fake_clock *clk, const sc
         play(e, clk, s, i, i + 1, NULL);
         ff_seal_job *j;
         while (ff_engine_seal_begin(e, &j) == 1) {
-            if (e->seal_to == FF_TS_MIN && i > NEVENTS / 2) { /* a merge */
+            if (ff__seal_job_kind(j) == FF__JOB_MERGE && i > NEVENTS / 2) {
                 *n = i + 1;
                 return j;
             }
@@ -634,6 +742,9 @@ Test(seal, a_late_event_into_segments_being_merged_discards_the_merge)
     cr_assert_eq(out, FF_OUT_LATE);
     cr_assert_eq(ff_engine_seal_run(j), 0, "the job read its segments after the rewrite");
     cr_assert_eq(ff_engine_seal_end(e, j, 0), 0);
+    cr_assert_eq(ff_engine_seal_begin(e, &j), 1); /* the rewrites' commit removes the old */
+    cr_assert_eq(ff__seal_job_kind(j), FF__JOB_COMMIT);
+    cr_assert_eq(ff_engine_seal_end(e, j, ff_engine_seal_run(j)), 0);
     ff_engine_stats after;
     ff_engine_stats_get(e, &after);
     cr_assert_gt(after.segments_rewritten, before.segments_rewritten);
