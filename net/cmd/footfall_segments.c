@@ -300,7 +300,9 @@ static int dump_flags(int argc, char **argv, dump_opts *o, const char **path)
         } else if (strcmp(a, "--start") == 0 || strcmp(a, "--end") == 0) {
             int64_t *t = a[2] == 's' ? &o->start : &o->end;
             if (ff_time_parse(v, strlen(v), t) != 0)
-                return usage_error(usage_dump, "%s %s: expected an RFC 3339 time", a, v), -1;
+                return usage_error(usage_dump, "%s %s: expected an RFC 3339 time (%s)", a, v,
+                                   ff_time_error(v, strlen(v))),
+                       -1;
         } else if (strcmp(a, "--format") == 0) {
             if (strcmp(v, "csv") != 0 && strcmp(v, "jsonl") != 0)
                 return usage_error(usage_dump, "--format %s: expected csv or jsonl", v), -1;
