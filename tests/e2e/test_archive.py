@@ -4,6 +4,7 @@ ranges (problem+json) and the same as before everywhere else, and with --archive
 exactly the same as before archiving (no row lost); bad input gets a clear usage error."""
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -109,6 +110,12 @@ def archive_while_running():
     p = run_footfall("segments", "ls", os.path.join(srv.data_dir, "segments"))
     stubs = [l.split()[0] for l in p.stdout.splitlines() if l.endswith(" archived")]
     assert p.returncode == 0 and stubs == [n + ".archived" for n in moved], p
+    # the columns line up although a stub's name is longer than a live segment's
+    lines = p.stdout.splitlines()
+    assert len(lines) > len(stubs) + 1, p.stdout  # the header, stubs and live segments
+    starts = {tuple(m.start() for m in re.finditer(r"(?<= )\S", l)) for l in lines}
+    ends = {tuple(m.end() for m in re.finditer(r"\S(?= |$)", l))[3:] for l in lines}
+    assert len(ends) == 1 and len({s[0] for s in starts}) == 1, p.stdout
 
 
 def check_410(srv):
