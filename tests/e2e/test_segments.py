@@ -116,6 +116,10 @@ def damaged_segment():
         assert st >= 500 or body["rows"] == want["rows"], st
         failed += st >= 500
         assert failed, "nothing read the damaged block"
+        # the operator learns it too: counted, and logged once (even with --quiet)
+        assert metric(srv, "footfall_segment_read_errors_total") == failed
+        told = [l for l in srv.stderr().splitlines() if "corrupt at offset" in l]
+        assert len(told) == 1 and path in told[0], told
         srv.stop()
     with open(path, "r+b") as f:  # repaired, it starts again
         f.seek(200)
