@@ -28,7 +28,8 @@
  * is in flight and the segment directory changed since the last look (its mtime: one
  * stat), ff__arc_tick() reads the directory for stubs of live segments not archived
  * yet, checks each describes that very file (ff_seg_same) and swaps the mapping for the
- * stub (or for the archive copy with archive_dir). Races, and why no row is lost:
+ * stub (or for the archive copy with archive_dir), then tells opts.on_archived what it
+ * adopted (footfalld logs it). Races, and why no row is lost:
  *   - a merge or amendment of a segment the tool is archiving: the engine writes a new
  *     segment from its mapping, commits, and the old name leaves the checkpoint; the
  *     stub then names no live segment and is never adopted (the tool removes it when
@@ -194,7 +195,7 @@ void ff__arc_tick(ff_engine *e, int64_t now)
     e->arc_dir_mtime = st.st_mtim;
     DIR *d = opendir(e->seg_dir);
     if (!d) return;
-    bool changed = false;
+    ff_archive_news news = {0};
     size_t k = strlen(FF_ARC_SUFFIX);
     struct dirent *de;
     while ((de = readdir(d))) {
@@ -205,10 +206,17 @@ void ff__arc_tick(ff_engine *e, int64_t now)
         memcpy(name, de->d_name, n - k);
         name[n - k] = 0;
         ptrdiff_t i = live_unarchived(e, name);
-        if (i >= 0 && adopt(e, (size_t)i)) changed = true;
+        if (i < 0 || !adopt(e, (size_t)i)) continue;
+        /* names sort as windows do (fixed-width hex start): first and last by strcmp */
+        if (!news.segments++ || strcmp(name, news.first) < 0) strcpy(news.first, name);
+        if (strcmp(name, news.last) > 0) strcpy(news.last, name);
     }
     closedir(d);
-    if (changed) ff__arc_recount(e);
+    if (!news.segments) return;
+    ff__arc_recount(e);
+    news.archived_upto = e->archived_upto;
+    news.readable = e->stub_upto == FF_TS_MIN;
+    if (e->o.on_archived) e->o.on_archived(e->o.on_archived_ctx, &news);
 }
 
 /* ---- the tool's side, offline ---- */

@@ -30,6 +30,7 @@
 #include <stdbool.h>
 
 typedef struct ff_engine ff_engine;
+typedef struct ff_archive_news ff_archive_news;
 
 /* The wall clock, in ff_ts microseconds. Injectable so tests control time. */
 typedef int64_t (*ff_clock_fn)(void *ctx);
@@ -66,6 +67,10 @@ typedef struct ff_engine_opts {
      * archived history answer FF_EARCHIVED; else the archived segments are read from
      * here, and every answer is as if they were local. */
     const char *archive_dir;
+    /* Called from ff_engine_tick() after it adopted the stubs of a `footfall archive`
+     * run (engine/archive.c), with what changed; NULL: nobody is told. */
+    void (*on_archived)(void *ctx, const ff_archive_news *news);
+    void *on_archived_ctx;
 } ff_engine_opts;
 
 #define FF_SEAL_ROWS ((uint64_t)1 << 20)
@@ -349,6 +354,14 @@ int64_t ff_engine_archived_upto(const ff_engine *e);
 
 /* ---- Archiving (footfall archive; engine/archive.c) ---------------------------- */
 
+/* What one look for stubs adopted (opts.on_archived). */
+struct ff_archive_news {
+    uint32_t segments; /* segments adopted, oldest `first`, newest `last` */
+    char first[64], last[64];
+    int64_t archived_upto; /* the end of archived history now */
+    bool readable;         /* read from opts.archive_dir, else answered FF_EARCHIVED */
+};
+
 /* One segment of an archive plan. */
 typedef struct ff_archive_item {
     char name[64]; /* segment file name (FF_SEG_NAME_MAX) */
@@ -413,6 +426,11 @@ void ff_engine_stats_get(const ff_engine *e, ff_engine_stats *out);
 /* After an FF_ECORRUPT answer: "corrupt at offset X in FILE: why" for the first live
  * segment that failed a check, or "" if none did. */
 const char *ff_engine_corrupt_detail(const ff_engine *e);
+/* Calls fn(ctx, message) once for each live segment (local or an --archive-dir copy)
+ * whose reads failed a check since the last call: message as above, valid during the
+ * call. For one log line per damaged file. Returns how many. */
+size_t ff_engine_corrupt_news(const ff_engine *e, void (*fn)(void *ctx, const char *message),
+                              void *ctx);
 
 /* Checks every invariant (canonical order, folds, ring bookkeeping); panics on a broken
  * one. For tests and debug builds: O(total rows). */

@@ -283,3 +283,14 @@ void ff_engine_check(const ff_engine *e)
     ff__topo_check(e);
     ff__seal_check(e);
 }
+
+size_t ff_engine_corrupt_news(const ff_engine *e, void (*fn)(void *ctx, const char *message),
+                              void *ctx)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < e->nsegs; i++) {
+        const char *msg = e->segs[i].seg ? ff_seg_error_news(e->segs[i].seg) : NULL;
+        if (msg) fn(ctx, msg), n++;
+    }
+    return n;
+}

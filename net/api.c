@@ -115,7 +115,8 @@ bool ff__api_time_arg(const ff_api_req *q, ff_api_reply *r, const char *name, bo
         return !required;
     }
     if (ff_time_parse(v, strlen(v), out) < 0) {
-        BAD_REQUEST(r, "query parameter '%s': '%s' is not an RFC 3339 time", name, v);
+        BAD_REQUEST(r, "query parameter '%s': '%s' is not an RFC 3339 time (%s)", name, v,
+                    ff_time_error(v, strlen(v)));
         return false;
     }
     return true;
@@ -315,10 +316,13 @@ static bool json_assignment(json_t *o, ff_assignment *a, bool *has_from, char *e
     json_t *f = json_object_get(o, "effective_from");
     *has_from = f && !json_is_null(f);
     a->effective_from = FF_TS_MIN;
-    if (*has_from &&
-        (!json_is_string(f) ||
-         ff_time_parse(json_string_value(f), json_string_length(f), &a->effective_from) < 0))
+    if (*has_from && !json_is_string(f))
         return snprintf(err, errlen, "'effective_from' must be an RFC 3339 time"), false;
+    if (*has_from &&
+        ff_time_parse(json_string_value(f), json_string_length(f), &a->effective_from) < 0)
+        return snprintf(err, errlen, "'effective_from' must be an RFC 3339 time (%s)",
+                        ff_time_error(json_string_value(f), json_string_length(f))),
+               false;
     return true;
 }
 

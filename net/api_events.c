@@ -113,7 +113,9 @@ static int batch_ingest(ff_server *s, ev_batch *b, size_t *taken)
     return 0;
 }
 
-static const char *json_event(json_t *o, ff_event *ev)
+/* Reads one JSON event into ev; returns NULL, or why it is refused (in static storage
+ * or in scratch[0..n)). */
+static const char *json_event(json_t *o, ff_event *ev, char *scratch, size_t n)
 {
     memset(ev, 0, sizeof(*ev));
     if (!json_is_object(o)) return "invalid: an event must be a JSON object";
@@ -121,9 +123,12 @@ static const char *json_event(json_t *o, ff_event *ev)
     json_t *dir = json_object_get(o, "direction"), *seq = json_object_get(o, "seq");
     if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) > UINT32_MAX)
         return "invalid: 'dpu_id' must be an integer from 0 to 4294967295";
-    if (!json_is_string(ts) ||
-        ff_time_parse(json_string_value(ts), json_string_length(ts), &ev->ts) < 0)
-        return "invalid: 'timestamp' must be an RFC 3339 time";
+    if (!json_is_string(ts)) return "invalid: 'timestamp' must be an RFC 3339 time";
+    if (ff_time_parse(json_string_value(ts), json_string_length(ts), &ev->ts) < 0) {
+        snprintf(scratch, n, "invalid: 'timestamp' must be an RFC 3339 time (%s)",
+                 ff_time_error(json_string_value(ts), json_string_length(ts)));
+        return scratch;
+    }
     if (!json_is_integer(dir) || (json_integer_value(dir) != 1 && json_integer_value(dir) != -1))
         return "invalid: 'direction' must be 1 or -1";
     if (seq && !json_is_null(seq) &&
@@ -146,8 +151,9 @@ static bool collect_json(const ff_api_req *q, ff_api_reply *r, ev_batch *b)
     }
     size_t i;
     ff_event ev;
+    char scratch[160];
     if (json_is_object(doc)) {
-        const char *why = json_event(doc, &ev);
+        const char *why = json_event(doc, &ev, scratch, sizeof scratch);
         if (why)
             batch_refuse(b, 0, 0, why);
         else
@@ -155,7 +161,7 @@ static bool collect_json(const ff_api_req *q, ff_api_reply *r, ev_batch *b)
     } else {
         json_array_foreach(doc, i, it)
         {
-            const char *why = json_event(it, &ev);
+            const char *why = json_event(it, &ev, scratch, sizeof scratch);
             if (why)
                 batch_refuse(b, (uint32_t)i, 0, why);
             else

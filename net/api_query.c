@@ -13,12 +13,26 @@
 
 /* ---- Occupancy routes -------------------------------------------------------------- */
 
+/* A damaged file is a matter for the operator, not only for the client that met it:
+ * logged (even with --quiet) the first time a read of it fails. */
+static void log_corrupt(void *ctx, const char *message)
+{
+    fprintf(stderr,
+            "footfalld: %s (answers that read it fail with 500; `footfall segments verify` "
+            "checks every file)\n",
+            message);
+}
+
 /* An engine error of a query; a corrupt segment is named (file and offset), an
  * archived range by where archived history ends. */
 static void query_problem(ff_server *s, ff_api_reply *r, int rc, const char *what)
 {
     char buf[600], t[FF_TIME_STRLEN];
     const char *detail = rc == FF_ECORRUPT ? ff_engine_corrupt_detail(s->eng) : "";
+    if (rc == FF_ECORRUPT) {
+        s->m.segment_read_errors++;
+        ff_engine_corrupt_news(s->eng, log_corrupt, NULL);
+    }
     if (detail[0]) snprintf(buf, sizeof(buf), "%s: %s", what, detail);
     if (rc == FF_EARCHIVED) {
         ff_time_format(ff_engine_archived_upto(s->eng), t);

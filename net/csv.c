@@ -13,7 +13,7 @@
  * at. Fields are used in place (no copy, no allocation): a quoted field is the bytes
  * between its quotes, an unquoted one is trimmed of spaces and tabs. Values:
  *
- *   timestamp  RFC 3339 per timefmt.h                          else "bad timestamp"
+ *   timestamp  RFC 3339 per timefmt.h                else "bad timestamp: <why>"
  *   direction  "1", "+1" or "-1"                               else "bad direction"
  *   dpu_id     decimal 0..4294967295                           else "bad dpu_id"
  *   seq        decimal 0..65535, or empty for 0                else "bad seq"
@@ -37,7 +37,8 @@ static const char *const role_reason[R_COUNT] = {NULL, "bad timestamp", "bad dir
                                                  "bad dpu_id", "bad seq"};
 
 /* The header's verdict: roles by column, up to the last column that has one. */
-#define CSV_MAX_COLS 256
+#define CSV_MAX_COLS   256
+#define CSV_REASON_MAX 96 /* "bad timestamp: " and the longest ff_time_error() phrase */
 
 typedef struct layout {
     unsigned char role[CSV_MAX_COLS];
@@ -166,8 +167,11 @@ static inline bool parse_value(int r, const field *f, ff_event *ev)
     }
 }
 
-/* Parses one data line [p, e); returns NULL and fills ev, or the reason it is bad. */
-static inline const char *parse_row(const layout *L, const char *p, const char *e, ff_event *ev)
+/* Parses one data line [p, e); returns NULL and fills ev, or the reason it is bad (in
+ * static storage or in scratch). A bad timestamp says what is wrong with it, so that a
+ * file of 7-digit fractions is not just "bad timestamp" a million times. */
+static inline const char *parse_row(const layout *L, const char *p, const char *e, ff_event *ev,
+                                    char scratch[CSV_REASON_MAX])
 {
     bool more = true;
     field f;
@@ -178,7 +182,12 @@ static inline const char *parse_row(const layout *L, const char *p, const char *
         if (f.unterminated) return "unterminated quote";
         int r = L->role[col];
         if (r == R_NONE) continue;
-        if (f.junk || !parse_value(r, &f, ev)) return role_reason[r];
+        if (f.junk || !parse_value(r, &f, ev)) {
+            if (r != R_TS) return role_reason[r];
+            const char *why = f.junk ? "junk after the closing quote" : ff_time_error(f.p, f.n);
+            snprintf(scratch, CSV_REASON_MAX, "%s: %s", role_reason[r], why);
+            return scratch;
+        }
     }
     return NULL;
 }
@@ -268,7 +277,8 @@ int ff_csv_parse(const char *buf, size_t len, ff_csv_row_cb cb, void *ctx, char 
             }
         } else if (!line_is_blank(p, e)) {
             ff_event ev;
-            const char *why = parse_row(&L, p, e, &ev);
+            char scratch[CSV_REASON_MAX];
+            const char *why = parse_row(&L, p, e, &ev, scratch);
             int rc = why ? cb(ctx, line, NULL, why) : cb(ctx, line, &ev, NULL);
             if (rc) return rc;
         }

@@ -8,8 +8,9 @@
  * newline counts; empty lines are skipped. Line numbers are 1-based and count the
  * header line, so they match what an editor shows.
  *
- * A row that cannot be read is reported to the callback with a reason ("bad timestamp",
- * "bad direction", "bad dpu_id", "bad seq", "missing field", "unterminated quote")
+ * A row that cannot be read is reported to the callback with a reason ("bad timestamp:
+ * at most 6 fraction digits" -- a bad timestamp says what is wrong with it -- "bad
+ * direction", "bad dpu_id", "bad seq", "missing field", "unterminated quote")
  * and parsing goes on with the next line: one bad row loses nothing else.
  */
 #ifndef FF_NET_CSV_H
@@ -19,8 +20,8 @@
 
 /*
  * Called once per data row: ev is the parsed event (ev->reserved 0), or NULL with
- * reason set when the row is malformed. A non-zero return stops parsing and is
- * returned by ff_csv_parse().
+ * reason set when the row is malformed. Both are valid only during the call. A non-zero return
+ * stops parsing and is returned by ff_csv_parse().
  */
 typedef int (*ff_csv_row_cb)(void *ctx, uint64_t line, const ff_event *ev, const char *reason);
 

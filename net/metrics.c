@@ -4,8 +4,12 @@
  * Conventions: base units (seconds, bytes), `_total` for counters, no per-DPU labels.
  * The per-space occupancy gauge is off by default (50,000 spaces are 50,000 series):
  * footfalld --metrics-per-space turns it on.
+ *
+ * Changes an operator should see without scraping (archived history adopted) are also
+ * told as one informational line on stderr, next to the gauges they move.
  */
 #include "net/server_int.h"
+#include "net/timefmt.h"
 
 #include <time.h>
 
@@ -125,6 +129,10 @@ void ff__metrics_write(ff_server *s, ff_buf *b)
         s->m.sync_errors);
     one(b, "footfall_segments_sealed_total", "counter", "Segments sealed.", st.segments_sealed);
     one(b, "footfall_segments", "gauge", "Live segment files.", st.segments);
+    one(b, "footfall_segment_read_errors_total", "counter",
+        "Answers withheld (500) because a sealed segment failed a check; each damaged file "
+        "is also logged once.",
+        s->m.segment_read_errors);
     one(b, "footfall_segments_merged_total", "counter",
         "Pairs of adjacent segments merged into one.", st.segments_merged);
     one(b, "footfall_segments_archived", "gauge",
@@ -142,4 +150,20 @@ void ff__metrics_write(ff_server *s, ff_buf *b)
         metric(b, "footfall_space_occupancy", "gauge", "Current occupancy per space.");
         ff_engine_spaces(s->eng, space_gauge, b);
     }
+}
+
+void ff__metrics_archived(void *ctx, const ff_archive_news *news)
+{
+    const ff_server *s = ctx;
+    if (s->opts.quiet) return;
+    char t[FF_TIME_STRLEN], which[200];
+    ff_time_format(news->archived_upto, t);
+    if (news->segments == 1)
+        snprintf(which, sizeof which, "archived segment %s", news->first);
+    else
+        snprintf(which, sizeof which, "%u archived segments, %s to %s,", news->segments,
+                 news->first, news->last);
+    fprintf(stderr, "footfalld: %s adopted; archived until %s, %s\n", which, t,
+            news->readable ? "read from --archive-dir"
+                           : "answered 410 before that (no --archive-dir)");
 }

@@ -804,6 +804,8 @@ int ff_server_run(const ff_server_opts *o)
     ff_engine_recovery rec;
     ff_engine_opts eo = o->engine;
     eo.seal_async = true; /* on the thread pool: see on_tick */
+    eo.on_archived = ff__metrics_archived;
+    eo.on_archived_ctx = s;
     int rc = ff_engine_open(&s->eng, &eo, &rec);
     if (rc < 0) {
         const char *why = rec.log.cut_reason[0] ? rec.log.cut_reason : rec.error;

@@ -19,6 +19,7 @@ typedef struct ff_net_metrics {
     uint64_t tcp_connections, tcp_frames, tcp_events, tcp_malformed, tcp_overloaded;
     uint64_t http_requests, http_events, http_errors;
     uint64_t syncs, sync_errors;
+    uint64_t segment_read_errors; /* answers withheld: a sealed segment failed a check */
 } ff_net_metrics;
 
 /* A pending UDP ack: sent once the log position lsn is released. */
@@ -104,5 +105,7 @@ int ff__api_apply_topology(ff_engine *e, const char *json, size_t len, char *err
                            int *http_status);
 /* Writes the Prometheus text (metrics.c). */
 void ff__metrics_write(ff_server *s, ff_buf *b);
+/* The engine's opts.on_archived (ctx: the server): one informational line (metrics.c). */
+void ff__metrics_archived(void *ctx, const ff_archive_news *news);
 
 #endif /* FF_NET_SERVER_INT_H */

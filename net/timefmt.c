@@ -2,7 +2,7 @@
  * timefmt.c -- RFC 3339 timestamps and durations (timefmt.h).
  *
  * Parsing is one pass over fixed positions: "YYYY-MM-DD" at 0, a separator at 10
- * ('T', 't' or ' '), "HH:MM:SS" at 11, then an optional '.' and 1..9 fraction digits,
+ * ('T', 't' or ' '), "HH:MM:SS" at 11, then an optional '.' and 1..6 fraction digits,
  * then 'Z'/'z' or "+HH:MM"/"-HH:MM", then the end of the input. Every field is range
  * checked (month 1-12, day within its month with Gregorian leap years, hour < 24,
  * minute < 60, second < 60 -- a leap second ":60" is refused, offsets within ±23:59).
@@ -70,9 +70,16 @@ static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
     *y = yoe + era * 400 + (*m <= 2);
 }
 
-int ff_time_parse(const char *s, size_t len, int64_t *us)
+/*
+ * The parser behind ff_time_parse() and ff_time_error(): on failure it returns
+ * FF_EFORMAT with *why set to what is wrong, a phrase in static storage. Setting *why
+ * costs nothing on the success path, so the CSV import pays nothing for the messages.
+ */
+static int parse_time(const char *s, size_t len, int64_t *us, const char **why)
 {
+    static const char layout[] = "expected YYYY-MM-DDTHH:MM:SS[.ffffff] and Z or +HH:MM";
     int y, mo, d, h, mi, sec;
+    *why = layout;
     if (len < 20) return FF_EFORMAT;
     if (digits(s, 4, &y) || s[4] != '-' || digits(s + 5, 2, &mo) || s[7] != '-' ||
         digits(s + 8, 2, &d))
@@ -81,22 +88,27 @@ int ff_time_parse(const char *s, size_t len, int64_t *us)
     if (digits(s + 11, 2, &h) || s[13] != ':' || digits(s + 14, 2, &mi) || s[16] != ':' ||
         digits(s + 17, 2, &sec))
         return FF_EFORMAT;
+    *why = "date or time out of range";
     if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 ||
         sec > 59)
         return FF_EFORMAT;
 
+    /* SPEC: 0-6 fraction digits. More would be truncated, and a timestamp that means
+     * something other than what it says is worse than a refused one. */
     size_t i = 19;
     int64_t frac = 0;
     if (s[i] == '.') {
         size_t start = ++i;
-        while (i < len && i - start < 10 && digit(s[i]) >= 0) {
+        while (i < len && digit(s[i]) >= 0) {
             if (i - start < 6) frac = frac * 10 + digit(s[i]);
             i++;
         }
         size_t nd = i - start;
-        if (nd == 0 || nd > 9) return FF_EFORMAT;
+        *why = nd ? "at most 6 fraction digits" : "no digits after '.'";
+        if (nd == 0 || nd > 6) return FF_EFORMAT;
         for (size_t k = nd; k < 6; k++) frac *= 10;
     }
+    *why = "expected Z or an offset +HH:MM or -HH:MM after the time";
     if (i >= len) return FF_EFORMAT;
 
     int64_t off = 0;
@@ -113,12 +125,26 @@ int ff_time_parse(const char *s, size_t len, int64_t *us)
     } else {
         return FF_EFORMAT;
     }
+    *why = "unexpected characters after the time zone";
     if (i != len) return FF_EFORMAT;
 
     int64_t days = days_from_civil(y, mo, d);
     int64_t secs = days * 86400 + h * 3600 + mi * 60 + sec;
     *us = secs * FF_SECOND + frac - off;
     return 0;
+}
+
+int ff_time_parse(const char *s, size_t len, int64_t *us)
+{
+    const char *why;
+    return parse_time(s, len, us, &why);
+}
+
+const char *ff_time_error(const char *s, size_t len)
+{
+    int64_t us;
+    const char *why;
+    return parse_time(s, len, &us, &why) == 0 ? NULL : why;
 }
 
 /* Writes v (>= 0) as exactly n digits, zero padded, at out. */

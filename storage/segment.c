@@ -612,6 +612,13 @@ const char *ff_seg_error(const ff_seg *seg)
     return atomic_load(&seg->err_state) == 2 ? seg->err : "";
 }
 
+const char *ff_seg_error_news(const ff_seg *cseg)
+{
+    ff_seg *seg = (ff_seg *)cseg; /* the flag is the one thing a reader may change */
+    if (atomic_load(&seg->err_state) != 2 || atomic_exchange(&seg->err_told, true)) return NULL;
+    return seg->err;
+}
+
 /* Records the first read error of seg (the segment is immutable otherwise). */
 static int seg_corrupt(const ff_seg *cseg, uint64_t off, const char *why)
 {

@@ -227,6 +227,9 @@ int ff_seg_find(const ff_seg *seg, uint32_t space_id, const ff_seg_key *key, ff_
 /* The message of the first corruption a read of seg found ("corrupt at offset X in
  * FILE: ..."), or "" if none. Valid until ff_seg_close(). */
 const char *ff_seg_error(const ff_seg *seg);
+/* ff_seg_error()'s message the first time it is asked for after a read failed a check,
+ * NULL before and after: for one log line per damaged file. Any thread. */
+const char *ff_seg_error_news(const ff_seg *seg);
 
 /* ---- verification ------------------------------------------------------------------ */
 

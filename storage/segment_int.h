@@ -48,6 +48,7 @@ struct ff_seg {
     int64_t archived_at;  /* a stub: when it was archived */
     atomic_int err_state; /* 0 none, 1 being written, 2 set */
     char err[FF_SEG_ERRLEN];
+    atomic_bool err_told; /* ff_seg_error_news() returned err once */
 };
 
 /* ---- bytes ------------------------------------------------------------------------- */

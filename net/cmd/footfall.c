@@ -176,6 +176,16 @@ static bool parse_time_arg(const char *s, char out[FF_TIME_STRLEN])
     return true;
 }
 
+/* " (why)" for a time argument parse_time_arg() refused, "" when there is no value. */
+static const char *time_why(const char *s)
+{
+    static char out[128];
+    const char *why = s ? ff_time_error(s, strlen(s)) : NULL;
+    if (!why) return "";
+    snprintf(out, sizeof out, " (%s)", why);
+    return out;
+}
+
 /* ---- HTTP ------------------------------------------------------------------------------ */
 
 typedef struct answer {
@@ -393,7 +403,8 @@ static int cmd_count(int argc, char **argv)
         if (is_help(argv[i])) return fputs(usage_count, stdout), 0;
         if ((m = flag(argc, argv, &i, "--at", &v))) {
             if (m < 0 || !parse_time_arg(v, at))
-                return fail(EXIT_USAGE, "count: --at takes an RFC 3339 time or now");
+                return fail(EXIT_USAGE, "count: --at takes an RFC 3339 time or now%s",
+                            time_why(m > 0 ? v : NULL));
         } else if (flag(argc, argv, &i, "--json", NULL)) {
             json = true;
         } else if (argv[i][0] == '-' && argv[i][1]) {
@@ -436,10 +447,12 @@ static int cmd_counts(int argc, char **argv)
         if (is_help(argv[i])) return fputs(usage_counts, stdout), 0;
         if ((m = flag(argc, argv, &i, "--start", &v))) {
             if (m < 0 || !parse_time_arg(v, start))
-                return fail(EXIT_USAGE, "counts: --start takes an RFC 3339 time or now");
+                return fail(EXIT_USAGE, "counts: --start takes an RFC 3339 time or now%s",
+                            time_why(m > 0 ? v : NULL));
         } else if ((m = flag(argc, argv, &i, "--end", &v))) {
             if (m < 0 || !parse_time_arg(v, end))
-                return fail(EXIT_USAGE, "counts: --end takes an RFC 3339 time or now");
+                return fail(EXIT_USAGE, "counts: --end takes an RFC 3339 time or now%s",
+                            time_why(m > 0 ? v : NULL));
         } else if ((m = flag(argc, argv, &i, "--interval", &v))) {
             if (m < 0 || ff_duration_parse(v, strlen(v), &us) < 0 || us <= 0)
                 return fail(EXIT_USAGE, "counts: --interval takes a duration such as 15m");

@@ -63,7 +63,7 @@ static const char usage_verify[] =
     "\n"
     "Checks every segment file in PATH completely: header, footer and every block\n"
     "checksum, every row decoded, canonical order, counts, time ranges, occupancy chain.\n"
-    "Prints `ok NAME (N rows)` or `CORRUPT NAME: reason` per file and a summary.\n"
+    "Prints `ok FILE (N rows)` or `CORRUPT FILE: reason` per file and a summary.\n"
     "Exit status: 0 all sound, 1 some file is corrupt, 2 usage error.\n";
 
 static int usage_error(const char *usage, const char *fmt, ...)
@@ -196,8 +196,14 @@ static int cmd_ls(int argc, char **argv)
     collect_stubs(path, &ps); /* archived segments (the oldest): with their stub's size */
     for (size_t i = 0; i < live.n; i++) paths_add(&ps, "", live.v[i]);
     paths_free(&live);
+    /* The name column is as wide as the longest name: a stub's name is its segment's
+     * and ".archived", longer than any live one. Times take 27 columns at most
+     * ("2018-02-24T08:45:21.893123Z"). */
+    int w = (int)strlen("segment");
+    for (size_t i = 0; i < ps.n; i++)
+        if ((int)strlen(base_name(ps.v[i])) > w) w = (int)strlen(base_name(ps.v[i]));
     int status = 0;
-    printf("%-52s %-24s %-24s %8s %12s %12s %9s\n", "segment", "first", "last", "spaces", "rows",
+    printf("%-*s %-27s %-27s %8s %12s %12s %9s\n", w, "segment", "first", "last", "spaces", "rows",
            "bytes", "bytes/row");
     for (size_t i = 0; i < ps.n; i++) {
         ff_seg *seg;
@@ -211,10 +217,10 @@ static int cmd_ls(int argc, char **argv)
         ff_seg_get_info(seg, &in);
         if (in.rows) ff_time_format(in.first_ts, a), ff_time_format(in.last_ts, b);
         if (in.stub)
-            printf("%-52s %-24s %-24s %8" PRIu32 " %12" PRIu64 " %12" PRIu64 " %9s\n",
+            printf("%-*s %-27s %-27s %8" PRIu32 " %12" PRIu64 " %12" PRIu64 " %9s\n", w,
                    base_name(ps.v[i]), a, b, in.spaces, in.rows, in.file_bytes, "archived");
         else
-            printf("%-52s %-24s %-24s %8" PRIu32 " %12" PRIu64 " %12" PRIu64 " %9.3f\n",
+            printf("%-*s %-27s %-27s %8" PRIu32 " %12" PRIu64 " %12" PRIu64 " %9.3f\n", w,
                    base_name(ps.v[i]), a, b, in.spaces, in.rows, in.file_bytes,
                    in.rows ? (double)in.file_bytes / (double)in.rows : 0.0);
         ff_seg_close(seg);
@@ -300,7 +306,9 @@ static int dump_flags(int argc, char **argv, dump_opts *o, const char **path)
         } else if (strcmp(a, "--start") == 0 || strcmp(a, "--end") == 0) {
             int64_t *t = a[2] == 's' ? &o->start : &o->end;
             if (ff_time_parse(v, strlen(v), t) != 0)
-                return usage_error(usage_dump, "%s %s: expected an RFC 3339 time", a, v), -1;
+                return usage_error(usage_dump, "%s %s: expected an RFC 3339 time (%s)", a, v,
+                                   ff_time_error(v, strlen(v))),
+                       -1;
         } else if (strcmp(a, "--format") == 0) {
             if (strcmp(v, "csv") != 0 && strcmp(v, "jsonl") != 0)
                 return usage_error(usage_dump, "--format %s: expected csv or jsonl", v), -1;
@@ -339,6 +347,25 @@ static int cmd_dump(int argc, char **argv)
 
 /* ---- verify ------------------------------------------------------------------------ */
 
+/*
+ * A storage error names its file, "FILE: why" or "corrupt at offset X in FILE: why"
+ * (storage/segment.h); verify's line already starts with FILE, so the reason is err
+ * without it, written into out.
+ */
+static void without_path(const char *err, const char *path, char *out, size_t outlen)
+{
+    size_t n = strlen(path);
+    char in_path[FF_SEG_ERRLEN];
+    snprintf(in_path, sizeof in_path, " in %s:", path);
+    const char *at = strstr(err, in_path);
+    if (strncmp(err, path, n) == 0 && strncmp(err + n, ": ", 2) == 0)
+        snprintf(out, outlen, "%s", err + n + 2);
+    else if (at)
+        snprintf(out, outlen, "%.*s:%s", (int)(at - err), err, at + strlen(in_path));
+    else
+        snprintf(out, outlen, "%s", err);
+}
+
 static int cmd_verify(int argc, char **argv)
 {
     const char *path = NULL;
@@ -363,7 +390,12 @@ static int cmd_verify(int argc, char **argv)
             continue;
         }
         bad++;
-        printf("CORRUPT %s: %s\n", ps.v[i], rep.error[0] ? rep.error : ff_strerror(rc));
+        char why[FF_SEG_ERRLEN];
+        if (rep.error[0])
+            without_path(rep.error, ps.v[i], why, sizeof why);
+        else
+            snprintf(why, sizeof why, "%s", ff_strerror(rc));
+        printf("CORRUPT %s: %s\n", ps.v[i], why);
     }
     printf("%zu file%s checked, %" PRIu64 " rows sound, %zu corrupt\n", ps.n, ps.n == 1 ? "" : "s",
            rows, bad);

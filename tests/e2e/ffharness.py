@@ -64,8 +64,9 @@ def parse_ack(b):
 class Server:
     """A footfalld on ephemeral loopback ports with its own data directory."""
 
-    def __init__(self, *args, data_dir=None, topology=True):
+    def __init__(self, *args, data_dir=None, topology=True, quiet=True):
         self.own_dir = data_dir is None
+        self.quiet = quiet
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="ff-e2e-")
         self.args = list(args)
         if topology is True:
@@ -77,7 +78,8 @@ class Server:
 
     def start(self):
         cmd = [FOOTFALLD, "--data-dir", self.data_dir, "--udp", "127.0.0.1:0",
-               "--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--quiet"] + self.args
+               "--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0"] + \
+            (["--quiet"] if self.quiet else []) + self.args
         self.errlog = open(os.path.join(self.data_dir, "..", os.path.basename(self.data_dir) +
                                         ".stderr"), "a+")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.errlog, text=True)

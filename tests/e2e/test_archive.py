@@ -4,6 +4,7 @@ ranges (problem+json) and the same as before everywhere else, and with --archive
 exactly the same as before archiving (no row lost); bad input gets a clear usage error."""
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -37,7 +38,7 @@ def archive(*args):
 
 
 def setup():
-    srv = Server(*ARGS)
+    srv = Server(*ARGS, quiet=False)  # its informational lines are checked
     state["srv"] = srv
     state["arc"] = tempfile.mkdtemp(prefix="ff-e2e-archive-")
     for half in (EVENTS[:3000], EVENTS[3000:]):
@@ -103,12 +104,23 @@ def archive_while_running():
     while metric(srv, "footfall_segments_archived") < len(moved) and time.time() < deadline:
         time.sleep(0.1)
     assert metric(srv, "footfall_segments_archived") == len(moved)
+    # each adoption is told on stderr: which segments, until when
+    told = [l for l in srv.stderr().splitlines() if "adopted" in l]
+    assert told and moved[0] in told[0] and moved[-1] in told[-1], (moved, told)
+    n = sum(1 if "archived segment " in l else int(l.split()[1]) for l in told)
+    assert n == len(moved) and all("archived until 20" in l for l in told), told
     check_410(srv)
     p = run_footfall("segments", "verify", state["arc"])
     assert p.returncode == 0, p
     p = run_footfall("segments", "ls", os.path.join(srv.data_dir, "segments"))
     stubs = [l.split()[0] for l in p.stdout.splitlines() if l.endswith(" archived")]
     assert p.returncode == 0 and stubs == [n + ".archived" for n in moved], p
+    # the columns line up although a stub's name is longer than a live segment's
+    lines = p.stdout.splitlines()
+    assert len(lines) > len(stubs) + 1, p.stdout  # the header, stubs and live segments
+    starts = {tuple(m.start() for m in re.finditer(r"(?<= )\S", l)) for l in lines}
+    ends = {tuple(m.end() for m in re.finditer(r"\S(?= |$)", l))[3:] for l in lines}
+    assert len(ends) == 1 and len({s[0] for s in starts}) == 1, p.stdout
 
 
 def check_410(srv):
@@ -155,6 +167,37 @@ def archive_dir_answers_all():
     assert metric(srv, "footfall_segments_archived") == len(state["moved"])
     got = answers(srv, [1, 2], T0 - US, T0 + SPAN + US, with_meta=True)
     assert got == state["want"], "with --archive-dir the answers differ from before archiving"
+
+
+def damaged_archive_copy():
+    """A damaged block in an --archive-dir copy: the answers that need it fail (500,
+    naming the file), the metric counts them, and one line on stderr names the file."""
+    srv = state["srv"]
+    path = os.path.join(state["arc"], state["moved"][0])
+    with open(path, "r+b") as f:
+        f.seek(200)
+        b = f.read(1)
+        f.seek(200)
+        f.write(bytes([b[0] ^ 0xFF]))
+    try:
+        srv.restart()
+        failed = 0
+        for sid in (1, 2):
+            for c in state["want"][sid]["counts"]:
+                st, _, body = srv.request("GET", "/v1/spaces/%d/count?at=%s" % (sid, c["at"]))
+                if st != 200:
+                    assert st == 500 and path in body["detail"], (st, body)
+                    failed += 1
+        assert failed, "nothing read the damaged block"
+        assert metric(srv, "footfall_segment_read_errors_total") == failed
+        told = [l for l in srv.stderr().splitlines() if "corrupt at offset" in l]
+        assert len(told) == 1 and path in told[0], told
+    finally:
+        with open(path, "r+b") as f:
+            f.seek(200)
+            f.write(b)
+        srv.restart()
+    assert answers(srv, [1, 2], T0 - US, T0 + SPAN + US, with_meta=True) == state["want"]
 
 
 def archive_while_stopped():
@@ -254,6 +297,8 @@ for name, fn in [("a server seals several segments", setup),
                  ("--dry-run lists and moves nothing", dry_run),
                  ("archive while footfalld runs: 410 inside, same answers outside", archive_while_running),
                  ("--archive-dir answers exactly as before archiving", archive_dir_answers_all),
+                 ("a damaged block in an --archive-dir copy: 500, counted, logged once",
+                  damaged_archive_copy),
                  ("archive while stopped; --archive-dir still loses no row", archive_while_stopped),
                  ("--archive-dir without the segments refuses to start, naming it", missing_archive_dir),
                  ("archive again and again under load: no row lost", archive_under_load)]:

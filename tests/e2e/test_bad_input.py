@@ -8,7 +8,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from ffharness import (US, Runner, Server, answers, frame, iso, now_us,  # noqa: E402
-                       parse_ack)
+                       parse_ack, run_footfall)
 
 r = Runner("e2e bad input")
 srv = Server("--settle", "5m")
@@ -149,6 +149,35 @@ def absurd_query_times():
     problem(st, ct, body, 400)
 
 
+def seven_fraction_digits():
+    """SPEC allows 0-6 fraction digits; a 7th is refused everywhere, saying so, rather than
+    truncated into a time the sender did not write."""
+    t7 = iso(T)[:-1] + "1Z"  # "...ssssss1Z": 7 fraction digits
+    why = "at most 6 fraction digits"
+    st, ct, body = srv.request("GET", "/v1/spaces/1/count?at=" + t7)
+    problem(st, ct, body, 400)
+    assert why in body["detail"], body
+    st, ct, body = srv.request("GET", "/v1/spaces/1/counts?start=%s&end=%s&interval=1h" %
+                               (t7, iso(T + 3600 * US)))
+    problem(st, ct, body, 400)
+    assert why in body["detail"], body
+    st, _, body = srv.request("POST", "/v1/events", [{"dpu_id": 283, "timestamp": t7,
+                                                      "direction": 1, "seq": 30}])
+    assert st == 200 and body["accepted"] == 0, body
+    assert why in body["refused"][0]["reason"], body
+    csv = "timestamp,direction,dpu_id,seq\n%s,1,283,31\n" % t7
+    st, _, body = srv.request("POST", "/v1/events", csv, {"Content-Type": "text/csv"})
+    assert st == 200 and body["accepted"] == 0, body
+    assert body["refused"][0]["line"] == 2 and why in body["refused"][0]["reason"], body
+    st, ct, body = srv.request("PUT", "/v1/dpus/283", {"doorway_id": 1, "entry_space_id": 1,
+                                                       "effective_from": t7})
+    problem(st, ct, body, 400)
+    assert why in body["detail"], body
+    p = run_footfall("--http", "%s:%d" % srv.http, "count", "Space A", "--at", t7)
+    assert p.returncode != 0 and why in p.stderr, (p.returncode, p.stderr)
+    unchanged()
+
+
 def raw_http(head, body_chunks=()):
     """Sends a request by hand; returns the status line and body of the answer, even
     when the server answers before the body is all sent."""
@@ -200,6 +229,7 @@ for name, fn in [("UDP malformed frames acked with status 2", udp_malformed),
                  ("bad CSV: 400 for the header, line numbers for rows", bad_csv),
                  ("unknown ids: 404 / 400", unknown_ids),
                  ("absurd query parameters: 400", absurd_query_times),
+                 ("7 fraction digits: refused everywhere, saying so", seven_fraction_digits),
                  ("oversized body: 413", oversized),
                  ("server still healthy", still_serving)]:
     r.check(name, fn)

@@ -7,6 +7,7 @@ import io
 import os
 import random
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -81,6 +82,19 @@ def damaged_segment():
         f.write(bytes([b[0] ^ 0xFF]))
     p = run_footfall("segments", "verify", segdir(srv))
     assert p.returncode == 1 and name in p.stdout + p.stderr, p
+    # one line per file, naming it once: "CORRUPT FILE: reason", "ok FILE (N rows)"
+    corrupt = [l for l in p.stdout.splitlines() if l.startswith("CORRUPT ")]
+    assert len(corrupt) == 1 and corrupt[0].startswith("CORRUPT %s: " % path), p.stdout
+    assert "offset" in corrupt[0], corrupt
+    for line in p.stdout.splitlines()[:-1]:
+        assert line.count("seg-") == 1, p.stdout
+    with tempfile.TemporaryDirectory() as d:  # an error of the open, not of a block
+        junk = os.path.join(d, "junk.ffs")
+        with open(junk, "wb") as f:
+            f.write(b"not a segment" * 100)
+        p = run_footfall("segments", "verify", d)
+        assert p.returncode == 1 and p.stdout.count(junk) == 1, p.stdout
+        assert p.stdout.startswith("CORRUPT %s: not a segment" % junk), p.stdout
     # footfalld opens segments checking header and footer; every block is checked when
     # it is read: a query that needs the damaged block fails, none answers wrongly
     try:
@@ -102,6 +116,10 @@ def damaged_segment():
         assert st >= 500 or body["rows"] == want["rows"], st
         failed += st >= 500
         assert failed, "nothing read the damaged block"
+        # the operator learns it too: counted, and logged once (even with --quiet)
+        assert metric(srv, "footfall_segment_read_errors_total") == failed
+        told = [l for l in srv.stderr().splitlines() if "corrupt at offset" in l]
+        assert len(told) == 1 and path in told[0], told
         srv.stop()
     with open(path, "r+b") as f:  # repaired, it starts again
         f.seek(200)

@@ -251,11 +251,28 @@ Test(archive, late_events_into_archived_history_are_too_old)
     ff_engine_close(e);
 }
 
+/* What opts.on_archived was told, summed. */
+static struct {
+    int calls;
+    uint32_t segments;
+    ff_archive_news last;
+} told;
+
+static void on_archived(void *ctx, const ff_archive_news *news)
+{
+    cr_assert_eq(ctx, &told);
+    told.calls++;
+    told.segments += news->segments;
+    told.last = *news;
+}
+
 Test(archive, a_running_engine_adopts_stubs_even_around_a_job)
 {
     answers before = answers_now(NULL);
     ff_engine_opts o = opts(NULL);
     o.seal_async = true;
+    o.on_archived = on_archived;
+    o.on_archived_ctx = &told;
     ff_engine *e = open_engine(&o);
     /* a job in flight (a seal of the last settled rows, or a merge) while the tool runs */
     clk.now += 2 * FF_HOUR;
@@ -271,6 +288,7 @@ Test(archive, a_running_engine_adopts_stubs_even_around_a_job)
     if (job) {
         ff_engine_stats_get(e, &st);
         cr_assert_eq(st.segments_archived, 0);
+        cr_assert_eq(told.calls, 0);
         cr_assert_eq(ff_engine_seal_end(e, job, ff_engine_seal_run(job)), 0);
     }
     clk.now += 2 * FF_SECOND;
@@ -278,6 +296,17 @@ Test(archive, a_running_engine_adopts_stubs_even_around_a_job)
     ff_engine_check(e);
     ff_engine_stats_get(e, &st);
     cr_assert_gt(st.segments_archived, 0);
+    /* the adoption is told once, naming the segments and the end of archived history */
+    cr_assert_eq(told.calls, 1);
+    cr_assert_eq(told.segments, st.segments_archived);
+    cr_assert_eq(told.last.archived_upto, st.archived_upto);
+    cr_assert(!told.last.readable);
+    cr_assert(strncmp(told.last.first, "seg-", 4) == 0 &&
+                  strcmp(told.last.first, told.last.last) <= 0,
+              "%s %s", told.last.first, told.last.last);
+    clk.now += 2 * FF_SECOND;
+    ff_engine_tick(e);
+    cr_assert_eq(told.calls, 1, "told again with nothing new");
     while (ff_engine_seal_begin(e, &job)) /* merges after: never of archived segments */
         cr_assert_eq(ff_engine_seal_end(e, job, ff_engine_seal_run(job)), 0);
     ff_engine_check(e);

@@ -281,7 +281,9 @@ static void check_result(const sample *s, const ff_import_result *r, const fake 
         } else if (x->kind == FF_ISSUE_MALFORMED) {
             cr_assert_lt(nm, s->malformed);
             cr_assert_eq(x->line, s->malformed_lines[nm]);
-            cr_assert_str_eq(r->reasons[x->reason], "bad timestamp");
+            cr_assert_str_eq(
+                r->reasons[x->reason],
+                "bad timestamp: expected YYYY-MM-DDTHH:MM:SS[.ffffff] and Z or +HH:MM");
             nm++;
         } else {
             cr_assert_fail("unexpected unresolved issue: %s", r->reasons[x->reason]);

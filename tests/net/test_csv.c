@@ -13,7 +13,7 @@
 typedef struct row {
     uint64_t line;
     ff_event ev;
-    const char *reason;
+    const char *reason; /* interned (a reason is valid only during the callback), or NULL */
 } row;
 
 typedef struct rows {
@@ -22,13 +22,25 @@ typedef struct rows {
     size_t stop_after; /* 0: never */
 } rows;
 
+/* A lasting copy of reason: the few distinct reasons of a test, each stored once. */
+static const char *intern(const char *reason)
+{
+    static char pool[32][128];
+    static size_t n;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(pool[i], reason) == 0) return pool[i];
+    cr_assert_lt(n, FF_ARRAY_LEN(pool));
+    snprintf(pool[n], sizeof pool[n], "%s", reason);
+    return pool[n++];
+}
+
 static int collect(void *ctx, uint64_t line, const ff_event *ev, const char *reason)
 {
     rows *r = ctx;
     r->v = ff_xgrow(r->v, &r->cap, r->n + 1, sizeof *r->v);
     row *x = &r->v[r->n++];
     x->line = line;
-    x->reason = reason;
+    x->reason = reason ? intern(reason) : NULL;
     if (ev) x->ev = *ev;
     cr_assert((ev == NULL) != (reason == NULL), "exactly one of ev and reason");
     if (r->stop_after && r->n == r->stop_after) return 42;
@@ -249,9 +261,9 @@ Test(csv, bad_rows_are_reported_with_line_numbers_and_parsing_goes_on)
     cr_assert_eq(r.n, 23);
     assert_event(&r.v[0], 2, 1, 1, 0, "2018-02-24T08:45:21Z");
     static const char *want[] = {
-        "bad timestamp",
-        "bad timestamp",
-        "bad timestamp",
+        "bad timestamp: date or time out of range",
+        "bad timestamp: expected YYYY-MM-DDTHH:MM:SS[.ffffff] and Z or +HH:MM",
+        "bad timestamp: expected YYYY-MM-DDTHH:MM:SS[.ffffff] and Z or +HH:MM",
         "bad direction",
         "bad direction",
         "bad direction",
@@ -271,7 +283,8 @@ Test(csv, bad_rows_are_reported_with_line_numbers_and_parsing_goes_on)
     };
     for (size_t i = 0; i < FF_ARRAY_LEN(want); i++) assert_bad(&r.v[1 + i], 3 + i, want[i]);
     assert_event(&r.v[20], 22, 2, -1, 7, "2018-02-24T08:45:22Z");
-    assert_bad(&r.v[21], 23, "bad timestamp");
+    assert_bad(&r.v[21], 23,
+               "bad timestamp: expected YYYY-MM-DDTHH:MM:SS[.ffffff] and Z or +HH:MM");
     assert_event(&r.v[22], 24, 3, -1, 8, "2018-02-24T08:45:23Z");
     free(r.v);
 }
@@ -376,4 +389,22 @@ Test(csv, speed, .timeout = 120)
     cr_log_info("csv parse: %zu rows, %.1f MB in %.3f s = %.2f M rows/s, %.0f MB/s", n,
                 (double)len / 1e6, s, (double)n / s / 1e6, (double)len / s / 1e6);
     free(buf);
+}
+
+Test(csv, seven_fraction_digits_are_a_bad_timestamp_that_says_so)
+{
+    rows r;
+    cr_assert_eq(parse("timestamp,direction,dpu_id\n"
+                       "2018-02-24T08:45:21.893123Z,1,1\n"
+                       "2018-02-24T08:45:21.8931234Z,1,1\n"
+                       "\"2018-02-24T08:45:21.893123999Z\",-1,1\n"
+                       "\"2018-02-24T08:45:21Z\"x,-1,1\n",
+                       &r),
+                 0, "%s", errbuf);
+    cr_assert_eq(r.n, 4);
+    assert_event(&r.v[0], 2, 1, 1, 0, "2018-02-24T08:45:21.893123Z");
+    assert_bad(&r.v[1], 3, "bad timestamp: at most 6 fraction digits");
+    assert_bad(&r.v[2], 4, "bad timestamp: at most 6 fraction digits");
+    assert_bad(&r.v[3], 5, "bad timestamp: junk after the closing quote");
+    free(r.v);
 }

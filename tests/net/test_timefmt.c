@@ -60,7 +60,7 @@ Test(timefmt, offsets)
     cr_assert_eq(must_parse("2000-01-01T00:30:00+01:00"), must_parse("1999-12-31T23:30:00Z"));
 }
 
-Test(timefmt, fraction_digits_zero_to_nine)
+Test(timefmt, fraction_digits_zero_to_six)
 {
     static const struct {
         const char *s;
@@ -73,14 +73,50 @@ Test(timefmt, fraction_digits_zero_to_nine)
         {"2018-02-24T08:45:21.8931Z", 893100},
         {"2018-02-24T08:45:21.89312Z", 893120},
         {"2018-02-24T08:45:21.893123Z", 893123},
-        {"2018-02-24T08:45:21.8931239Z", 893123}, /* truncated, not rounded */
-        {"2018-02-24T08:45:21.89312399Z", 893123},
-        {"2018-02-24T08:45:21.893123999Z", 893123},
-        {"2018-02-24T08:45:21.000000000Z", 0},
+        {"2018-02-24T08:45:21.000000Z", 0},
     };
     int64_t base = T_2018 - 893000;
     for (size_t i = 0; i < FF_ARRAY_LEN(cases); i++)
         cr_assert_eq(must_parse(cases[i].s), base + cases[i].frac, "%s", cases[i].s);
+}
+
+Test(timefmt, seven_or_more_fraction_digits_are_refused_not_truncated)
+{
+    static const char *bad[] = {
+        "2018-02-24T08:45:21.8931239Z",
+        "2018-02-24T08:45:21.0000000Z",
+        "2018-02-24T08:45:21.893123999Z",
+        "2018-02-24T08:45:21.8931234567890123+01:00",
+    };
+    for (size_t i = 0; i < FF_ARRAY_LEN(bad); i++) {
+        int64_t us = 12345;
+        cr_assert_eq(parse(bad[i], &us), FF_EFORMAT, "accepted \"%s\"", bad[i]);
+        cr_assert_eq(us, 12345);
+        cr_assert_str_eq(ff_time_error(bad[i], strlen(bad[i])), "at most 6 fraction digits");
+    }
+}
+
+Test(timefmt, error_says_what_is_wrong)
+{
+    static const struct {
+        const char *s, *why;
+    } cases[] = {
+        {"2018-02-24", "expected YYYY-MM-DDTHH:MM:SS[.ffffff] and Z or +HH:MM"},
+        {"2018/02/24T08:45:21Z", "expected YYYY-MM-DDTHH:MM:SS[.ffffff] and Z or +HH:MM"},
+        {"2018-02-30T08:45:21Z", "date or time out of range"},
+        {"2018-02-24T08:45:60Z", "date or time out of range"},
+        {"2018-02-24T08:45:21.Z", "no digits after '.'"},
+        {"2018-02-24T08:45:21.1234567Z", "at most 6 fraction digits"},
+        {"2018-02-24T08:45:21.123", "expected Z or an offset +HH:MM or -HH:MM after the time"},
+        {"2018-02-24T08:45:21+0100", "expected Z or an offset +HH:MM or -HH:MM after the time"},
+        {"2018-02-24T08:45:21ZZ", "unexpected characters after the time zone"},
+    };
+    for (size_t i = 0; i < FF_ARRAY_LEN(cases); i++) {
+        const char *why = ff_time_error(cases[i].s, strlen(cases[i].s));
+        cr_assert(why != NULL, "%s", cases[i].s);
+        cr_assert_str_eq(why, cases[i].why, "%s", cases[i].s);
+    }
+    cr_assert_null(ff_time_error("2018-02-24T08:45:21.893123Z", 27));
 }
 
 Test(timefmt, leap_days)

@@ -729,6 +729,12 @@ static void check_damaged(const char *path, const space *sp, size_t nsp, const c
         cr_assert(strstr(ff_seg_error(seg), "corrupt at offset ") &&
                       strstr(ff_seg_error(seg), path),
                   "%s: %s", what, ff_seg_error(seg));
+        /* the news of it comes once: one log line per damaged file */
+        const char *news = ff_seg_error_news(seg);
+        cr_assert(news && strcmp(news, ff_seg_error(seg)) == 0, "%s: no news", what);
+        cr_assert_null(ff_seg_error_news(seg), "%s: told twice", what);
+    } else {
+        cr_assert_null(ff_seg_error_news(seg), "%s: news without an error", what);
     }
     ff_seg_close(seg);
     ff_seg_report rep;
