@@ -43,6 +43,11 @@
  *      the directory. The rename is the commit point of the seal.
  *   5. segment files the new checkpoint no longer names are unlinked; log files it
  *      makes redundant are released (LOG RELEASE below).
+ * With seal_async, steps 3 to 5 are a commit job of their own (engine/seal.c): the
+ * engine's thread encodes the checkpoint and notes the log files to release
+ * (ff__ckpt_prepare), another thread makes the log durable up to L with fdatasync on a
+ * descriptor of its current file, does step 4 and unlinks (ff__ckpt_run), and the
+ * engine's thread records the result (ff__ckpt_done).
  * A crash before 4 leaves the previous checkpoint, which names neither the new segment
  * nor anything after its L: recovery removes the unnamed segment and replays the log,
  * which still holds every event. A failed step 4 is retried by the next tick.

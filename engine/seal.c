@@ -17,8 +17,10 @@
  * settled row older than that leaves memory. A lag keeps recent settled history in
  * memory, where a late event is cheap to count (a refold), instead of in segments,
  * where it costs rewrites (Late events, below).
- * On the engine's thread a seal costs one copy of its rows (about 5 ns a row) and the
- * checkpoint; the segment's encoding, compression and fsyncs are the job's.
+ * On the engine's thread a seal costs one copy of its rows (about 15 ns a row, taken in
+ * steps: Capturing, below) and O(1) per space at its end; the segment's encoding,
+ * compression and fsyncs are the job's, and with seal_async the checkpoint is a job's
+ * too (Commit jobs, below).
  *
  * Late events into sealed history (ts <= sealed_upto, admitted with late=amend) are
  * answered exactly at once, by rewriting (ff__seal_amend): the segment whose window holds
