@@ -236,7 +236,7 @@ void ff_engine_tick(ff_engine *e);
  * Sealing off the engine's thread (opts.seal_async), in three steps like the log sync:
  *   ff_engine_seal_begin (engine thread), after ff_engine_tick(): when a seal is due,
  *       copies the rows to seal (all spaces, ts <= H; about 15 ns a row) into a new job,
- *       a step at a time (at most 4,096 spaces and about 65,536 rows per call, so that
+ *       a step at a time (at most 1,024 spaces and about 16,384 rows per call, so that
  *       no call holds the thread for long); else maybe picks two old segments to merge.
  *       Returns 1 with *job once it is complete, or 0. After a seal, a merge or
  *       late events into sealed history, the next job is a commit: the checkpoint

@@ -276,11 +276,12 @@ size_t ff__rows_settle(ff__rows *r, int64_t h, size_t budget)
     return moved;
 }
 
-void ff__rows_drop_front(ff__rows *r, size_t k)
+void ff__rows_drop_front(ff__rows *r, size_t k, int32_t occ)
 {
     FF_ASSERT(k <= r->nset);
     if (k == 0) return;
-    r->base = r->set[k - 1].occ;
+    FF_DEBUG_ASSERT(occ == r->set[k - 1].occ);
+    r->base = occ;
     r->set += k;
     r->nset -= k;
 }

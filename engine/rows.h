@@ -80,10 +80,10 @@ void ff__rows_take_dpu(ff__rows *r, uint32_t dpu, int64_t from, ff__row **out, s
 /* Moves at most budget rows with ts <= h from the front of the ring to the settled part.
  * Returns the number moved. */
 size_t ff__rows_settle(ff__rows *r, int64_t h, size_t budget);
-/* Removes the first k rows (all settled: k <= nset), making the occupancy after them the
- * new base. Used once they are sealed. O(1): the memory is compacted and fitted later,
- * by the next append or settle. */
-void ff__rows_drop_front(ff__rows *r, size_t k);
+/* Removes the first k rows (all settled: k <= nset), making the occupancy after them,
+ * occ (the caller knows it: row k-1's occ), the new base. Used once they are sealed. O(1): the
+ * memory is compacted and fitted later, by the next append or settle. */
+void ff__rows_drop_front(ff__rows *r, size_t k, int32_t occ);
 /* Sets the base and refolds every row from it (a late event amended sealed history). */
 void ff__rows_rebase(ff__rows *r, int64_t base);
 /* Frees the storage; the rows are empty afterwards (clamp and base are kept). */

@@ -133,7 +133,7 @@ Test(rows, capacity_follows_the_window_after_a_burst)
     cr_assert_leq(r.capring, 64, "ring kept %u slots for 10 rows", r.capring);
     cr_assert_geq(r.capset, 9990);
     size_t capset = r.capset;
-    ff__rows_drop_front(&r, 9980); /* 10 settled rows stay */
+    ff__rows_drop_front(&r, 9980, ff__rows_at(&r, 9979)->occ); /* 10 settled rows stay */
     cr_assert_eq(r.nset, 10);
     cr_assert_eq(r.capset, capset, "a drop is O(1): the next settle fits the array");
     ff__rows_check(&r, 9990, true);
@@ -145,7 +145,7 @@ Test(rows, capacity_follows_the_window_after_a_burst)
     ff__rows_check(&r, 9990, true);
     add(&r, 10001, 1, 1); /* still works after shrinking */
     cr_assert_eq(ff__rows_at(&r, 20)->occ, ff__rows_at(&r, 19)->occ + 1);
-    ff__rows_drop_front(&r, 10); /* the settled part empties: its memory goes */
+    ff__rows_drop_front(&r, 10, ff__rows_at(&r, 9)->occ); /* the settled part empties */
     cr_assert_eq(ff__rows_settle(&r, 9990, SIZE_MAX), 0);
     cr_assert_eq(r.capset, 0);
     cr_assert_null(r.setmem);
@@ -162,7 +162,7 @@ Test(rows, settled_part_reuses_the_room_a_drop_leaves)
     ff__rows_settle(&r, 1000, SIZE_MAX);
     cr_assert_eq(r.nset, 100);
     size_t capset = r.capset;
-    ff__rows_drop_front(&r, 90);
+    ff__rows_drop_front(&r, 90, ff__rows_at(&r, 89)->occ);
     cr_assert_eq(r.set - r.setmem, 90);
     add(&r, 955, 1, -1); /* a late row inside the settled part */
     for (int64_t t = 101; t <= 100 + (int64_t)capset - 11; t++) add(&r, t * 10, 1, 1);

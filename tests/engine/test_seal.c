@@ -332,7 +332,7 @@ Test(seal, async_jobs_interleaved_with_ingest_give_the_same_answers)
 {
     uint64_t discarded = 0, merged = 0;
     for (uint64_t seed = 31; seed <= 36; seed++) {
-        ff__seal_capture_spaces = seed % 2 ? 1 : 4096;
+        ff__seal_capture_spaces = seed % 2 ? 1 : 1024;
         static script s;
         make_script(&s, seed);
         uint8_t o_mem[NEVENTS], o_async[NEVENTS];
@@ -390,7 +390,7 @@ Test(seal, async_jobs_interleaved_with_ingest_give_the_same_answers)
     }
     cr_assert_gt(discarded, 0, "no job was ever made stale by a late event");
     cr_assert_gt(merged, 0, "no merge ran as a job");
-    ff__seal_capture_spaces = 4096;
+    ff__seal_capture_spaces = 1024;
 }
 
 static size_t committed_segments(const char *dir)
@@ -541,7 +541,7 @@ Test(seal, a_capture_in_steps_is_discarded_by_a_topology_change_and_freed_at_clo
     }
     cr_assert(ff_engine_seal_capturing(e));
     ff_engine_close(e); /* leak-checked in the sanitizer build */
-    ff__seal_capture_spaces = 4096;
+    ff__seal_capture_spaces = 1024;
     e = open_engine(&o);
     play(e, &clk, &s, i, NEVENTS, o_async);
     clk.now += FF_HOUR; /* as reference(): everything settles */
