@@ -39,7 +39,7 @@
 #include <string.h>
 #include <time.h>
 
-#define TICK_SPACES 8192       /* spaces visited by one tick */
+#define TICK_SPACES 2048       /* spaces visited by one tick (8,192 took 3-4 ms of it) */
 #define TICK_ROWS   (1u << 18) /* rows settled by one tick */
 
 static int64_t realtime(void *ctx)
@@ -268,6 +268,7 @@ static void settle_some(ff_engine *e, size_t max_spaces, size_t max_rows)
     size_t rows = 0;
     for (size_t v = 0; v < max_spaces && v < e->nspaces && rows < max_rows; v++) {
         if (e->settle_cursor >= e->nspaces) e->settle_cursor = 0;
+        if (e->settle_cursor + 8 < e->nspaces) __builtin_prefetch(&e->spaces[e->settle_cursor + 8]);
         ff__space *s = &e->spaces[e->settle_cursor];
         size_t moved = s->live ? ff__rows_settle(&s->rows, e->h, max_rows - rows) : 0;
         rows += moved;
