@@ -404,14 +404,17 @@ static size_t committed_segments(const char *dir)
     return n;
 }
 
-/* Plays arrivals from *i until a seal job (not a commit or merge) is begun. */
-static ff_seal_job *play_until_seal_job(ff_engine *e, fake_clock *clk, const script *s, int *i)
+/* Plays arrivals from *i on with seal_async, running every job at once, until a job of
+ * `kind` is begun after an arrival past `after`: returned, not run, and *i is the next
+ * arrival then. NULL if none by the end. */
+static ff_seal_job *play_until_job(ff_engine *e, fake_clock *clk, const script *s, int *i, int kind,
+                                   int after)
 {
     ff_seal_job *j;
     for (; *i < NEVENTS; (*i)++) {
         play(e, clk, s, *i, *i + 1, NULL);
         while (ff_engine_seal_begin(e, &j) == 1) {
-            if (ff__seal_job_kind(j) == FF__JOB_SEAL) {
+            if (ff__seal_job_kind(j) == kind && *i > after) {
                 (*i)++;
                 return j;
             }
@@ -444,7 +447,7 @@ Test(seal, commits_run_as_jobs_and_a_failed_or_crashed_one_loses_nothing)
     ff_engine_stats st;
     uint64_t released = 0;
     for (int round = 0; round < 3; round++) {
-        j = play_until_seal_job(e, &clk, &s, &i);
+        j = play_until_job(e, &clk, &s, &i, FF__JOB_SEAL, -1);
         cr_assert_not_null(j, "round %d: no seal job", round);
         size_t before = committed_segments(dir);
         cr_assert_eq(ff_engine_seal_end(e, j, ff_engine_seal_run(j)), 0);
@@ -696,24 +699,6 @@ static answers reference_prefix(const script *s, int n, int64_t now)
     return a;
 }
 
-/* Plays arrivals [0, n) with seal_async, running every job at once, until a merge job
- * is begun (returned, not run) after arrival n-1; NULL if none by the end. */
-static ff_seal_job *play_until_merge_job(ff_engine *e, fake_clock *clk, const script *s, int *n)
-{
-    for (int i = 0; i < NEVENTS; i++) {
-        play(e, clk, s, i, i + 1, NULL);
-        ff_seal_job *j;
-        while (ff_engine_seal_begin(e, &j) == 1) {
-            if (ff__seal_job_kind(j) == FF__JOB_MERGE && i > NEVENTS / 2) {
-                *n = i + 1;
-                return j;
-            }
-            cr_assert_eq(ff_engine_seal_end(e, j, ff_engine_seal_run(j)), 0);
-        }
-    }
-    return NULL;
-}
-
 /* A late event rewrites the segments a merge job is reading, before the job runs: the
  * job must still read the old versions (kept open until it ends), and its end must see
  * the new versions and discard the merge. Answers equal the in-memory engine's. */
@@ -730,7 +715,7 @@ Test(seal, a_late_event_into_segments_being_merged_discards_the_merge)
     ff_engine *e = open_engine(&o);
     topology(e);
     int n = 0;
-    ff_seal_job *j = play_until_merge_job(e, &clk, &s, &n);
+    ff_seal_job *j = play_until_job(e, &clk, &s, &n, FF__JOB_MERGE, NEVENTS / 2);
     cr_assert_not_null(j, "no merge job was begun");
     ff_engine_stats before;
     ff_engine_stats_get(e, &before);
