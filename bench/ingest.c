@@ -17,12 +17,17 @@
  * --out-of-order F moves a fraction F of the timestamps back by up to 60 s (still
  * pending: the insert path instead of the append).
  *
- * Each round generates its events first (not timed), then ingests them; every 100 ms of
- * wall time (footfalld's TICK_MS) it ticks and begins a seal job if one is due. What
- * footfalld runs on its thread pool -- the log sync and seal_run -- runs inline here
- * but outside the timed part (its time is reported apart). Timed: ff_engine_ingest,
- * the tick, seal_begin and seal_end. Output per round: events/s, ns/event (wall and
- * CPU of this thread), then "result key=value ..." with medians over the rounds.
+ * Each round generates its events first (not timed), then ingests them as footfalld's
+ * loop would with --fsync always: a log sync job (ff_engine_sync_begin/run/end) is
+ * always in flight, the next one beginning as soon as the last one ended; every 100 ms
+ * of wall time (footfalld's TICK_MS) the engine ticks and a seal job begins if one is
+ * due. The jobs' run steps (msync; encode, write, fsync) run on a second thread, as on
+ * footfalld's thread pool (--fsync never: no sync jobs, as footfalld --fsync never;
+ * --no-seal: no seals, the settled rows stay in memory -- both make A/B comparisons of
+ * the ingest path on a shared 2-core machine less noisy). Timed:
+ * everything on the engine's thread. Output per round: events/s, ns/event (wall, CPU time of the
+ * engine's thread, inside ff_engine_ingest), then "result key=value ..." with medians over the
+ * rounds.
  *
  * Checks (exit status 1 if one fails): the outcome counts (everything accepted); every
  * space's latest occupancy and row count equal the bench's own fold of the deltas it
@@ -36,6 +41,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +56,7 @@ typedef struct opts {
     uint64_t dpus, spaces, events, rate, seed;
     unsigned rounds, batch;
     double ooo;
-    bool check_invariants, wrong;
+    bool check_invariants, wrong, no_sync, no_seal;
 } opts;
 
 /* ---- random numbers (splitmix64), clocks ------------------------------------------- */
@@ -84,6 +90,95 @@ static int64_t sim_clock(void *ctx)
     return sim_now;
 }
 
+/* ---- footfalld's thread pool: one job at a time per worker -------------------------- */
+
+typedef struct worker {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int (*fn)(void *arg); /* the job; NULL when idle */
+    void *arg;
+    bool busy, done, quit; /* busy: from post until collected */
+    int rc;
+} worker;
+
+static void *worker_main(void *p)
+{
+    worker *w = p;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->fn && !w->quit) pthread_cond_wait(&w->cv, &w->mu);
+        if (w->quit) break;
+        int (*fn)(void *) = w->fn;
+        pthread_mutex_unlock(&w->mu);
+        int rc = fn(w->arg);
+        pthread_mutex_lock(&w->mu);
+        w->rc = rc;
+        w->fn = NULL;
+        __atomic_store_n(&w->done, true, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+static void worker_start(worker *w, const char *name)
+{
+    memset(w, 0, sizeof *w);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    if (pthread_create(&w->th, NULL, worker_main, w)) abort();
+    pthread_setname_np(w->th, name); /* for perf report --comm */
+}
+
+static void worker_post(worker *w, int (*fn)(void *), void *arg)
+{
+    pthread_mutex_lock(&w->mu);
+    w->fn = fn;
+    w->arg = arg;
+    w->busy = true;
+    w->done = false;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Whether the posted job has ended (then *rc is its result); wait: until it has. */
+static bool worker_collect(worker *w, bool wait, int *rc)
+{
+    if (!w->busy) return false;
+    if (!wait && !__atomic_load_n(&w->done, __ATOMIC_ACQUIRE)) return false;
+    pthread_mutex_lock(&w->mu);
+    while (wait && w->fn) {
+        pthread_mutex_unlock(&w->mu);
+        sched_yield();
+        pthread_mutex_lock(&w->mu);
+    }
+    *rc = w->rc;
+    w->busy = false;
+    pthread_mutex_unlock(&w->mu);
+    return true;
+}
+
+static void worker_stop(worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    w->quit = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->th, NULL);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+}
+
+static int sync_run(void *job)
+{
+    return ff_engine_sync_run(job);
+}
+
+static int seal_run(void *job)
+{
+    return ff_engine_seal_run(job);
+}
+
 /* ---- the site and the truth ---------------------------------------------------------- */
 
 typedef struct bench {
@@ -94,8 +189,10 @@ typedef struct bench {
     int64_t *occ;    /* by space id: the bench's fold of its own deltas */
     uint64_t *nrows; /* by space id */
     int64_t ts;      /* timestamp of the next in-order event */
-    ff_seal_job *job;
-    int64_t offload_ns; /* log syncs and seal_run: footfalld's thread pool */
+    worker syncer, sealer;
+    ff_log_sync_job sync_job;
+    ff_seal_job *seal_job;
+    uint64_t syncs, seals;
     uint64_t accepted, refused, other;
 } bench;
 
@@ -152,20 +249,40 @@ static void generate(bench *b, ff_event *ev, uint64_t n)
 
 /* ---- one round ----------------------------------------------------------------------- */
 
-/* The tick, then what footfalld's on_tick does with a due seal; the pool's part (the
- * log sync, seal_run) is timed apart. */
-static int tick(bench *b)
+/* Ends the sync job if it has ended (wait: waits for it), and begins the next one
+ * (unless wait) if anything was written since: footfalld's group commit. */
+static int sync_step(bench *b, bool wait)
 {
-    ff_engine_tick(b->e);
-    int64_t t0 = clock_ns(CLOCK_MONOTONIC);
-    int rc = ff_engine_sync(b->e);
-    if (rc == 0 && ff_engine_seal_begin(b->e, &b->job) == 1) {
-        int run = ff_engine_seal_run(b->job);
-        rc = ff_engine_seal_end(b->e, b->job, run);
-        b->job = NULL;
+    int rc;
+    if (worker_collect(&b->syncer, wait, &rc)) {
+        rc = ff_engine_sync_end(b->e, &b->sync_job, rc);
+        b->syncs++;
+        if (rc < 0) return rc;
     }
-    b->offload_ns += clock_ns(CLOCK_MONOTONIC) - t0;
-    return rc;
+    if (wait || b->o->no_sync || b->syncer.busy ||
+        ff_engine_written(b->e) <= ff_engine_durable(b->e))
+        return 0;
+    rc = ff_engine_sync_begin(b->e, &b->sync_job);
+    if (rc == 1) worker_post(&b->syncer, sync_run, &b->sync_job);
+    return rc < 0 ? rc : 0;
+}
+
+/* The tick, then footfalld's on_tick: a seal job begins if one is due and none runs. */
+static int tick(bench *b, bool wait)
+{
+    int rc = 0;
+    if (worker_collect(&b->sealer, wait, &rc)) {
+        rc = ff_engine_seal_end(b->e, b->seal_job, rc);
+        b->seal_job = NULL;
+        if (rc < 0) return rc;
+    }
+    if (wait) return 0;
+    ff_engine_tick(b->e);
+    if (!b->sealer.busy && ff_engine_seal_begin(b->e, &b->seal_job) == 1) {
+        b->seals++;
+        worker_post(&b->sealer, seal_run, b->seal_job);
+    }
+    return 0;
 }
 
 typedef struct round_fig {
@@ -177,31 +294,31 @@ static int run_round(bench *b, const ff_event *ev, uint64_t n, round_fig *f)
 {
     uint32_t batch = b->o->batch;
     uint8_t out[4096];
-    int64_t ingest = 0, off0 = b->offload_ns;
+    int64_t ingest = 0;
     int64_t w0 = clock_ns(CLOCK_MONOTONIC), c0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
     int64_t next_tick = w0 + TICK_NS;
-    for (uint64_t i = 0; i < n; i += batch) {
+    int rc = 0;
+    for (uint64_t i = 0; i < n && rc == 0; i += batch) {
         size_t k = n - i < batch ? (size_t)(n - i) : batch;
         sim_now = ev[i + k - 1].ts > sim_now ? ev[i + k - 1].ts : sim_now;
         int64_t t0 = clock_ns(CLOCK_MONOTONIC);
         ff_ingest_result r;
-        int rc = ff_engine_ingest(b->e, ev + i, k, out, &r);
+        rc = ff_engine_ingest(b->e, ev + i, k, out, &r);
         int64_t t1 = clock_ns(CLOCK_MONOTONIC);
         ingest += t1 - t0;
-        if (rc < 0) return rc;
         b->accepted += r.accepted;
         b->refused += r.refused;
         b->other += r.duplicates + r.late;
-        if (t1 >= next_tick) {
-            if ((rc = tick(b)) < 0) return rc;
-            next_tick = clock_ns(CLOCK_MONOTONIC) + TICK_NS;
+        if (rc == 0) rc = sync_step(b, false);
+        if (rc == 0 && t1 >= next_tick) {
+            rc = tick(b, false);
+            next_tick = t1 + TICK_NS;
         }
     }
-    int rc = tick(b); /* so that short runs (the tests) settle and seal too */
+    if (rc == 0) rc = tick(b, false); /* so that short runs (the tests) settle and seal too */
     if (rc < 0) return rc;
-    int64_t off = b->offload_ns - off0; /* inline here, on the pool in footfalld */
-    int64_t wall = clock_ns(CLOCK_MONOTONIC) - w0 - off;
-    int64_t cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID) - c0 - off; /* the pool's part is mostly CPU */
+    int64_t wall = clock_ns(CLOCK_MONOTONIC) - w0;
+    int64_t cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID) - c0;
     f->wall_ns = (double)wall / (double)n;
     f->cpu_ns = (double)cpu / (double)n;
     f->ingest_ns = (double)ingest / (double)n;
@@ -286,8 +403,11 @@ static int run(const opts *o)
     eo.data_dir = dir;
     eo.seal_lag_us = 5 * FF_MINUTE;
     eo.seal_async = true;
+    if (o->no_seal) eo.seal_rows = UINT64_MAX, eo.seal_age_us = INT64_MAX;
     eo.clock = sim_clock;
     ff_engine_recovery rec;
+    worker_start(&b.syncer, "ff-sync");
+    worker_start(&b.sealer, "ff-seal");
     int status = 2, rc = ff_engine_open(&b.e, &eo, &rec);
     if (rc == 0) rc = build_topology(&b);
     if (rc < 0) {
@@ -295,8 +415,10 @@ static int run(const opts *o)
         goto out;
     }
     printf("ingest: %" PRIu64 " DPUs, %" PRIu64 " spaces, %u rounds of %" PRIu64
-           " events in batches of %u, %" PRIu64 " simulated events/s, out-of-order %.3f\n",
-           o->dpus, b.nspaces, o->rounds, o->events, o->batch, o->rate, o->ooo);
+           " events in batches of %u, %" PRIu64
+           " simulated events/s, out-of-order %.3f, fsync %s\n",
+           o->dpus, b.nspaces, o->rounds, o->events, o->batch, o->rate, o->ooo,
+           o->no_sync ? "never" : "always");
     round_fig f[MAX_ROUNDS];
     for (unsigned r = 0; r < o->rounds; r++) {
         generate(&b, ev, o->events);
@@ -308,19 +430,30 @@ static int run(const opts *o)
                f[r].ev_s, f[r].wall_ns, f[r].cpu_ns, f[r].ingest_ns);
         fflush(stdout);
     }
+    if ((rc = sync_step(&b, true)) < 0 || (rc = tick(&b, true)) < 0) {
+        fprintf(stderr, "ingest: %s\n", ff_strerror(rc));
+        goto out;
+    }
     ff_engine_stats st;
     ff_engine_stats_get(b.e, &st);
     printf("result ev_per_s=%.0f ns_per_event=%.1f cpu_ns_per_event=%.1f ingest_ns_per_event=%.1f "
-           "offload_s=%.2f pending_rows=%" PRIu64 " settled_rows=%" PRIu64 " sealed_rows=%" PRIu64
-           "\n",
+           "syncs=%" PRIu64 " seals=%" PRIu64 " pending_rows=%" PRIu64 " settled_rows=%" PRIu64
+           " sealed_rows=%" PRIu64 "\n",
            median(f, o->rounds, offsetof(round_fig, ev_s)),
            median(f, o->rounds, offsetof(round_fig, wall_ns)),
            median(f, o->rounds, offsetof(round_fig, cpu_ns)),
-           median(f, o->rounds, offsetof(round_fig, ingest_ns)), (double)b.offload_ns / 1e9,
-           st.pending_rows, st.settled_rows, st.sealed_rows);
+           median(f, o->rounds, offsetof(round_fig, ingest_ns)), b.syncs, b.seals, st.pending_rows,
+           st.settled_rows, st.sealed_rows);
     status = verify(&b);
 out:
-    if (b.e) ff_engine_close(b.e);
+    if (b.e) { /* a job in flight must end before the engine closes */
+        int jrc;
+        if (worker_collect(&b.syncer, true, &jrc)) ff_engine_sync_end(b.e, &b.sync_job, jrc);
+        if (worker_collect(&b.sealer, true, &jrc)) ff_engine_seal_end(b.e, b.seal_job, jrc);
+        ff_engine_close(b.e);
+    }
+    worker_stop(&b.syncer);
+    worker_stop(&b.sealer);
     nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
     free(ev);
     free(b.seq);
@@ -339,6 +472,8 @@ static const char usage[] =
     "  --rate R                 simulated events per second (default 1000)\n"
     "  --out-of-order F         fraction of timestamps moved back up to 60 s (default 0)\n"
     "  --seed N                 random seed (default 1)\n"
+    "  --fsync always|never     a log sync job always in flight, or none (default always)\n"
+    "  --no-seal                never seal (settled rows stay in memory)\n"
     "  --check-invariants       also run ff_engine_check at the end\n"
     "  --wrong-on-purpose       expect one space off by one (tests that the check can fail)\n";
 
@@ -369,7 +504,9 @@ int main(int argc, char **argv)
         O_OOO,
         O_SEED,
         O_INV,
-        O_WRONG
+        O_WRONG,
+        O_FSYNC,
+        O_NOSEAL
     };
     static const struct option longopts[] = {{"dpus", 1, 0, O_DPUS},
                                              {"spaces", 1, 0, O_SPACES},
@@ -381,6 +518,8 @@ int main(int argc, char **argv)
                                              {"seed", 1, 0, O_SEED},
                                              {"check-invariants", 0, 0, O_INV},
                                              {"wrong-on-purpose", 0, 0, O_WRONG},
+                                             {"fsync", 1, 0, O_FSYNC},
+                                             {"no-seal", 0, 0, O_NOSEAL},
                                              {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -416,6 +555,13 @@ int main(int argc, char **argv)
             break;
         case O_INV:
             o.check_invariants = true;
+            break;
+        case O_FSYNC:
+            o.no_sync = strcmp(optarg, "never") == 0;
+            ok = o.no_sync || strcmp(optarg, "always") == 0;
+            break;
+        case O_NOSEAL:
+            o.no_seal = true;
             break;
         case O_WRONG:
             o.wrong = true;
