@@ -99,8 +99,7 @@ static void insert_row(ff__rows *rows, const ff_event *ev, int delta)
 
 void ff__apply_event(ff_engine *e, ff__dpu *d, const ff_event *ev)
 {
-    int vi = ff__dpu_version_at(d, ev->ts);
-    const uint32_t *sl = vi >= 0 ? ff__dpu_slots(d, (uint32_t)vi) : NULL;
+    const uint32_t *sl = ff__dpu_slots_at(d, ev->ts);
     bool late = ev->reserved & FF_EVF_LATE;
     if (!sl || (sl[0] == FF__NOIX && sl[1] == FF__NOIX)) {
         if (!d->orphans) {
@@ -140,13 +139,10 @@ static bool is_duplicate(const ff_engine *e, const ff__dpu *d, const ff_event *e
 {
     const ff__rows *rows = d->orphans;
     const ff__space *s = NULL;
-    int vi = ff__dpu_version_at(d, ev->ts);
-    if (vi >= 0) {
-        const uint32_t *sl = ff__dpu_slots(d, (uint32_t)vi);
-        if (sl[0] != FF__NOIX || sl[1] != FF__NOIX) {
-            s = &e->spaces[sl[0] != FF__NOIX ? sl[0] : sl[1]];
-            rows = &s->rows;
-        }
+    const uint32_t *sl = ff__dpu_slots_at(d, ev->ts);
+    if (sl && (sl[0] != FF__NOIX || sl[1] != FF__NOIX)) {
+        s = &e->spaces[sl[0] != FF__NOIX ? sl[0] : sl[1]];
+        rows = &s->rows;
     }
     ff_row_key k = {.ts = ev->ts, .dpu_id = ev->dpu_id, .seq = ev->seq, .direction = ev->direction};
     if (s && ev->ts <= e->sealed_upto) return ff__space_sealed_has(e, s, &k);
@@ -170,10 +166,11 @@ static int admit(const ff_engine *e, const ff_event *ev, int64_t now, ff__dpu **
 
 /*
  * Memory-level parallelism. With 100,000 DPUs and 50,000 spaces every event misses the
- * cache along a chain of dependent loads: id map slot -> DPU slot -> versions block ->
- * space (its rows struct) -> the ring slot an append writes. Before admitting a chunk, one pass per
- * link issues the loads of the whole chunk, so the misses of 64 events overlap instead of adding
- * up. Hints only: nothing here changes state, and stale guesses cost nothing but a wasted fetch.
+ * cache along a chain of dependent loads: id map slot -> DPU slot (holding the latest
+ * version's space slots) -> space (its rows struct) -> the ring slot an append writes. Before
+ * admitting a chunk, one pass per link issues the loads of the whole chunk, so the misses of 64
+ * events overlap instead of adding up. Hints only: nothing here changes state, and stale guesses
+ * cost nothing but a wasted fetch.
  */
 #define PREFETCH_CHUNK 64
 
@@ -199,11 +196,8 @@ static void prefetch_chunk(const ff_engine *e, const ff_event *ev, size_t n)
         d[i] = ff__dpu_find(e, ev[i].dpu_id);
         if (d[i]) __builtin_prefetch(d[i]);
     }
-    for (size_t i = 0; i < n; i++)
-        if (d[i]) __builtin_prefetch(d[i]->blk + ff__vcap(d[i]->nv) * sizeof(ff_assignment));
     for (size_t i = 0; i < n; i++) {
-        int vi = d[i] ? ff__dpu_version_at(d[i], ev[i].ts) : -1;
-        sl[i] = vi >= 0 ? ff__dpu_slots(d[i], (uint32_t)vi) : NULL;
+        sl[i] = d[i] ? ff__dpu_slots_at(d[i], ev[i].ts) : NULL;
         for (int k = 0; sl[i] && k < 2; k++)
             if (sl[i][k] != FF__NOIX) __builtin_prefetch(&e->spaces[sl[i][k]].rows);
     }
