@@ -267,8 +267,10 @@ static int sync_step(bench *b, bool wait)
     return rc < 0 ? rc : 0;
 }
 
-/* The tick, then footfalld's on_tick: a seal job begins if one is due and none runs. */
-static int tick(bench *b, bool wait)
+/* footfalld's seal_step: ends the seal job if it has ended (wait: waits for it), and
+ * unless wait takes the next step of a seal's capture or commit, posting the job once
+ * ff_engine_seal_begin hands it over. */
+static int seal_step(bench *b, bool wait)
 {
     int rc = 0;
     if (worker_collect(&b->sealer, wait, &rc)) {
@@ -276,13 +278,19 @@ static int tick(bench *b, bool wait)
         b->seal_job = NULL;
         if (rc < 0) return rc;
     }
-    if (wait) return 0;
-    ff_engine_tick(b->e);
-    if (!b->sealer.busy && ff_engine_seal_begin(b->e, &b->seal_job) == 1) {
+    if (wait || b->sealer.busy) return 0;
+    if (ff_engine_seal_begin(b->e, &b->seal_job) == 1) {
         b->seals++;
         worker_post(&b->sealer, seal_run, b->seal_job);
     }
     return 0;
+}
+
+/* The tick, then footfalld's on_tick: a seal step. */
+static int tick(bench *b, bool wait)
+{
+    if (!wait) ff_engine_tick(b->e);
+    return seal_step(b, wait);
 }
 
 typedef struct round_fig {
@@ -310,6 +318,8 @@ static int run_round(bench *b, const ff_event *ev, uint64_t n, round_fig *f)
         b->refused += r.refused;
         b->other += r.duplicates + r.late;
         if (rc == 0) rc = sync_step(b, false);
+        /* footfalld steps a seal's capture every loop turn while there is one */
+        if (rc == 0 && (b->sealer.busy || ff_engine_seal_stepping(b->e))) rc = seal_step(b, false);
         if (rc == 0 && t1 >= next_tick) {
             rc = tick(b, false);
             next_tick = t1 + TICK_NS;
