@@ -11,7 +11,10 @@
  *
  * DPU versions. A DPU's versions sit in one block: cap ff_assignment (the public view,
  * sorted by effective_from) followed by cap pairs of space slot indexes (entry, exit;
- * FF__NOIX for none), cap being nv rounded up to a power of two.
+ * FF__NOIX for none), cap being nv rounded up to a power of two. The latest version's
+ * effective_from and slots are also kept in the ff__dpu itself (new versions are only
+ * ever appended): an event at or after it -- nearly all of them -- is attributed
+ * without reading the block, one dependent cache miss less per event at 100,000 DPUs.
  *
  * Orphans. Events of a DPU whose version in force has no space (or that precede its
  * first version) are kept in the DPU's orphan rows (delta 0), searched like a space.
@@ -43,12 +46,16 @@ typedef struct ff__lchunk {
     int64_t max_ts;
 } ff__lchunk;
 
+/* Ingest reads a space's rows struct and little else: it comes first, and the slots
+ * are cache-line aligned (topology.c allocates them so), so that the fields an append
+ * reads (rows.h) share one cache line. After the 101-byte name, as it was, the rows
+ * struct straddled two lines, and a space cost two misses per event (bench/ingest). */
 typedef struct ff__space {
+    _Alignas(64) ff__rows rows; /* rows after the sealed ones (ts > sealed_upto) */
     ff_space_def def;
     bool live;
     uint32_t refs; /* assignment versions naming it as entry or exit */
     uint64_t revision;
-    ff__rows rows;          /* rows after the sealed ones (ts > sealed_upto) */
     uint64_t sealed_rows;   /* rows of the space in segments (engine/seal.c) */
     int64_t sealed_last_ts; /* the latest of them; after it the occupancy is rows.base */
 } ff__space;
@@ -60,6 +67,8 @@ typedef struct ff__doorway {
 } ff__doorway;
 
 typedef struct ff__dpu {
+    int64_t last_from;   /* effective_from of version nv - 1 (first: ingest reads these) */
+    uint32_t last_sl[2]; /* its (entry, exit) space slots, as in the block */
     uint32_t id;
     uint32_t nv;        /* versions, >= 1 */
     unsigned char *blk; /* versions block, see above */
@@ -172,6 +181,15 @@ static inline int ff__cmp_u64(const void *a, const void *b)
 
 /* The index of the version in force at ts (latest effective_from <= ts), or -1. */
 int ff__dpu_version_at(const ff__dpu *d, int64_t ts);
+
+/* The (entry, exit) space slots of the version in force at ts, or NULL if none is. The
+ * latest version's come from the ff__dpu itself, so the common case reads no block. */
+static inline const uint32_t *ff__dpu_slots_at(const ff__dpu *d, int64_t ts)
+{
+    if (FF_LIKELY(ts >= d->last_from)) return d->last_sl;
+    int vi = ff__dpu_version_at(d, ts);
+    return vi >= 0 ? ff__dpu_slots(d, (uint32_t)vi) : NULL;
+}
 
 /* Slot of an id, or NULL. */
 ff__space *ff__space_find(const ff_engine *e, uint32_t id);

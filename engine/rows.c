@@ -31,6 +31,7 @@
  *   R3 the whole sequence is in non-decreasing canonical order.
  *   R4 every settled-part row has ts <= H.
  *   R5 every occ is the fold of the deltas before it, from base (spaces only).
+ *   R6 when n > 0, last_* equal the key and occ of row n-1.
  */
 #include "engine/rows.h"
 
@@ -55,10 +56,36 @@ static ff__row *at_mut(ff__rows *r, size_t i)
     return (ff__row *)ff__rows_at(r, i);
 }
 
+/* ff__row_cmp() of row n-1 (n > 0) with k, from the copy of its key: no ring read. */
+static int last_cmp(const ff__rows *r, const ff_row_key *k)
+{
+    if (r->last_ts != k->ts) return r->last_ts < k->ts ? -1 : 1;
+    if (r->last_dpu != k->dpu_id) return r->last_dpu < k->dpu_id ? -1 : 1;
+    if (r->last_seq != k->seq) return r->last_seq < k->seq ? -1 : 1;
+    if (r->last_dir != k->direction) return r->last_dir < k->direction ? -1 : 1;
+    return 0;
+}
+
+static void last_set(ff__rows *r, const ff__row *x)
+{
+    r->last_ts = x->ts;
+    r->last_dpu = x->dpu;
+    r->last_seq = x->seq;
+    r->last_dir = x->dir;
+    r->last_occ = x->occ;
+}
+
+/* Copies row n-1 into last_* after a change that may have touched it. */
+static void last_sync(ff__rows *r)
+{
+    size_t n = ff__rows_n(r);
+    if (n) last_set(r, ff__rows_at(r, n - 1));
+}
+
 size_t ff__rows_upper(const ff__rows *r, const ff_row_key *k)
 {
     size_t n = ff__rows_n(r);
-    if (n == 0 || ff__row_cmp(ff__rows_at(r, n - 1), k) <= 0) return n;
+    if (n == 0 || last_cmp(r, k) <= 0) return n;
     size_t hi = n - 1, lo = 0, step = 1; /* row hi > k */
     while (hi >= step) {
         size_t m = hi - step;
@@ -94,12 +121,14 @@ size_t ff__rows_lower_ts(const ff__rows *r, int64_t ts)
 
 bool ff__rows_has(const ff__rows *r, const ff_row_key *k)
 {
-    size_t i = ff__rows_upper(r, k);
+    size_t i = ff__rows_upper(r, k), n = ff__rows_n(r);
+    if (i == n) return n > 0 && last_cmp(r, k) == 0;
     return i > 0 && ff__row_cmp(ff__rows_at(r, i - 1), k) == 0;
 }
 
 int64_t ff__rows_occ_before(const ff__rows *r, size_t i)
 {
+    if (i == ff__rows_n(r)) return i ? r->last_occ : r->base;
     return i ? ff__rows_at(r, i - 1)->occ : r->base;
 }
 
@@ -225,12 +254,20 @@ static void ring_insert(ff__rows *r, uint32_t q, const ff__row *row)
 size_t ff__rows_insert(ff__rows *r, const ff__row *row)
 {
     ff_row_key k = key_of(row);
-    size_t p = ff__rows_upper(r, &k);
+    size_t p = ff__rows_upper(r, &k), n = ff__rows_n(r);
+    if (p == n) { /* an append: folded from last_occ, nothing after it to refold */
+        ff__row x = *row;
+        x.occ = ff__fold(n ? r->last_occ : r->base, x.delta, r->clamp);
+        ring_insert(r, r->npend, &x);
+        last_set(r, &x);
+        return p;
+    }
     if (p < r->nset)
         set_insert(r, p, row);
     else
         ring_insert(r, (uint32_t)(p - r->nset), row);
     refold(r, p, true);
+    last_sync(r);
     return p;
 }
 
@@ -251,6 +288,7 @@ void ff__rows_take_dpu(ff__rows *r, uint32_t dpu, int64_t from, ff__row **out, s
     }
     r->npend -= (uint32_t)(total - w);
     if (first < w) refold(r, first, false);
+    last_sync(r);
 }
 
 size_t ff__rows_settle(ff__rows *r, int64_t h, size_t budget)
@@ -290,6 +328,7 @@ void ff__rows_rebase(ff__rows *r, int64_t base)
 {
     r->base = base;
     if (ff__rows_n(r)) refold(r, 0, true);
+    last_sync(r);
 }
 
 void ff__rows_free(ff__rows *r)
@@ -322,5 +361,10 @@ void ff__rows_check(const ff__rows *r, int64_t h, bool fold_check)
             occ = ff__fold(occ, x->delta, r->clamp);
             FF_ASSERT(x->occ == occ);
         }
+    }
+    if (n) { /* R6 */
+        const ff__row *x = ff__rows_at(r, n - 1);
+        ff_row_key k = key_of(x);
+        FF_ASSERT(last_cmp(r, &k) == 0 && r->last_occ == x->occ);
     }
 }

@@ -27,7 +27,8 @@
  *   T1 every live space / doorway / DPU slot is found by its id, every live space and
  *      doorway by its name, and the maps hold nothing else.
  *   T2 a DPU's versions are strictly increasing in effective_from; their space slots
- *      match their space ids and name live spaces; entry != exit unless both are 0.
+ *      match their space ids and name live spaces; entry != exit unless both are 0;
+ *      the ff__dpu's copy of the latest one (last_from, last_sl) equals it.
  *   T3 refs of every space and doorway equals the number of versions naming it.
  *   T4 every row of a space belongs to a DPU version in force at the row's ts naming the
  *      space, with delta +direction (entry) or -direction (exit); every orphan row
@@ -81,8 +82,8 @@ static const char *door_name_of(const void *ctx, uint32_t ix)
 
 int ff__dpu_version_at(const ff__dpu *d, int64_t ts)
 {
+    if (FF_LIKELY(d->last_from <= ts)) return (int)d->nv - 1;
     const ff_assignment *v = ff__dpu_versions(d);
-    if (FF_LIKELY(v[d->nv - 1].effective_from <= ts)) return (int)d->nv - 1;
     int lo = 0, hi = (int)d->nv - 1; /* v[hi] > ts */
     while (lo < hi) {
         int mid = (lo + hi) / 2;
@@ -290,11 +291,25 @@ static int check(const ff_engine *e, const topo_op *op)
 
 /* ---- application ---- */
 
+/* Grows the space slots like ff_xgrow, but cache-line aligned (engine_int.h). */
+static void spaces_grow(ff_engine *e, size_t need)
+{
+    if (need <= e->capspaces) return;
+    size_t cap = e->capspaces ? e->capspaces : 16;
+    while (cap < need) cap *= 2;
+    ff__space *ns = aligned_alloc(_Alignof(ff__space), cap * sizeof(*ns));
+    if (!ns) FF_PANIC("out of memory");
+    if (e->nspaces) memcpy(ns, e->spaces, e->nspaces * sizeof(*ns));
+    free(e->spaces);
+    e->spaces = ns;
+    e->capspaces = cap;
+}
+
 static void apply_space_put(ff_engine *e, const ff_space_def *d)
 {
     ff__space *s = ff__space_find(e, d->id);
     if (!s) {
-        e->spaces = ff_xgrow(e->spaces, &e->capspaces, e->nspaces + 1, sizeof(*e->spaces));
+        spaces_grow(e, e->nspaces + 1);
         s = &e->spaces[e->nspaces];
         memset(s, 0, sizeof(*s));
         s->live = true;
@@ -418,6 +433,9 @@ static void apply_assign(ff_engine *e, uint32_t dpu_id, const ff_assignment *a)
     uint32_t *sl = ff__dpu_slots(d, vi);
     sl[0] = space_slot(e, a->entry_space_id);
     sl[1] = space_slot(e, a->exit_space_id);
+    d->last_from = a->effective_from; /* the copy ingest reads (engine_int.h) */
+    d->last_sl[0] = sl[0];
+    d->last_sl[1] = sl[1];
     if (a->doorway_id) doorway_find(e, a->doorway_id)->refs++;
     for (int k = 0; k < 2; k++)
         if (sl[k] != FF__NOIX) e->spaces[sl[k]].refs++;
@@ -710,6 +728,9 @@ static void check_versions(const ff_engine *e, uint32_t *srefs, uint32_t *drefs)
         FF_ASSERT(d->nv >= 1);
         for (uint32_t k = 0; k < d->nv; k++) {
             const uint32_t *sl = ff__dpu_slots(d, k);
+            if (k == d->nv - 1) /* the copy in the ff__dpu */
+                FF_ASSERT(d->last_from == v[k].effective_from && d->last_sl[0] == sl[0] &&
+                          d->last_sl[1] == sl[1]);
             FF_ASSERT(k == 0 || v[k - 1].effective_from < v[k].effective_from);
             FF_ASSERT(!v[k].entry_space_id || v[k].entry_space_id != v[k].exit_space_id);
             FF_ASSERT(sl[0] == (v[k].entry_space_id
