@@ -325,7 +325,7 @@ void ff__ckpt_prepare(ff_engine *e, ff__ckpt_job *j)
     obuf b = {0};
     encode(e, j->lsn, j->snap, &b);
     j->ck = b.p, j->nck = b.n;
-    j->logfd = ff_log_dup_current(e->log); /* a failure fails run */
+    j->logfd = ff_log_open_current(e->log); /* a failure (a failed log) fails run */
     j->upto = release_upto(e, j->lsn);
     ff_log_release_begin(e->log, j->upto, &j->rel);
 }

@@ -116,9 +116,10 @@ struct ff_engine {
     uint64_t settled_since_seal; /* rows settled since the last seal */
     int64_t last_seal;           /* wall clock of the last seal (or of open) */
     uint64_t segments_sealed, segments_rewritten, segments_merged;
-    uint64_t ck_lsn;    /* log position the checkpoint covers (engine/checkpoint.c) */
-    bool amend_pending; /* segments were rewritten since the last checkpoint */
-    bool commit_failed; /* a commit job failed: the next is tried after a tick */
+    uint64_t ck_lsn;     /* log position the checkpoint covers (engine/checkpoint.c) */
+    bool amend_pending;  /* segments were rewritten since the last checkpoint */
+    bool commit_failed;  /* a commit job failed: the next is tried after a tick */
+    bool committed_last; /* the last job begun was a commit (ff_engine_seal_begin) */
     uint32_t next_seg_id;
     bool merge_scan;     /* a seal or merge happened: look for segments to merge */
     ff__segref *garbage; /* replaced versions the checkpoint still names (seg NULL) */

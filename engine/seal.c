@@ -821,12 +821,16 @@ int ff_engine_seal_begin(ff_engine *e, ff_seal_job **out)
     if (!e->seg_dir) return 0;
     if (ff_engine_seal_capturing(e)) return capture_more(e, out);
     if (e->job) return 0;
-    if (e->amend_pending) {
-        if (e->commit_failed) return 0; /* until the next tick */
+    int64_t now = ff__now(e);
+    /* A commit first, but never two in a row while a seal is due: late events into sealed
+     * history arriving during every commit would otherwise starve sealing. */
+    bool seal_turn = e->committed_last && seal_due(e, now);
+    if (e->amend_pending && !e->commit_failed && !seal_turn) {
+        e->committed_last = true;
         *out = job_begin(e, commit_job(e));
         return 1;
     }
-    int64_t now = ff__now(e);
+    e->committed_last = false;
     if (seal_due(e, now)) {
         e->last_seal = now;
         job_begin(e, seal_job_new(e, seal_target(e)));

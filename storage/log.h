@@ -165,10 +165,12 @@ typedef struct ff_log_release_job {
 void ff_log_release_begin(ff_log *log, uint64_t upto, ff_log_release_job *job);
 void ff_log_release_run(ff_log_release_job *job);
 int ff_log_release_end(ff_log *log, ff_log_release_job *job);
-/* A new descriptor of the current file: fdatasync() on it makes every committed record
- * durable (older files were synced when the log rotated away from them), from any
- * thread, while the owner goes on appending. The caller closes it. -errno on failure. */
-int ff_log_dup_current(const ff_log *log);
+/* The current file, opened again (a file description of its own, so that a writeback
+ * error is reported to it and, separately, to the log's next sync): fdatasync() on it
+ * makes every committed record durable (older files were synced when the log rotated
+ * away from them), from any thread, while the owner goes on appending. The caller
+ * closes it. -errno on failure, or the log's sticky error if it has failed. */
+int ff_log_open_current(const ff_log *log);
 /* Every record with LSN <= this was released (0 when nothing ever was): the first
  * file's prev_end. Recovery only replays records after it. */
 uint64_t ff_log_start(const ff_log *log);
