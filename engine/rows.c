@@ -159,9 +159,15 @@ static void refold(ff__rows *r, size_t p, bool force)
 
 /* Makes room for n more rows after the settled part: first by moving it back to the
  * start of its allocation, then by growing that. */
+/* Rows in front of the settled part (0 without an allocation: NULL - NULL is undefined). */
+static size_t set_off(const ff__rows *r)
+{
+    return r->setmem ? (size_t)(r->set - r->setmem) : 0;
+}
+
 static void set_room(ff__rows *r, size_t n)
 {
-    size_t off = (size_t)(r->set - r->setmem);
+    size_t off = set_off(r);
     if (off + r->nset + n <= r->capset) return;
     if (off) {
         memmove(r->setmem, r->set, r->nset * sizeof(*r->set));
@@ -347,7 +353,7 @@ void ff__rows_check(const ff__rows *r, int64_t h, bool fold_check)
     /* R1, R2 */
     FF_ASSERT(r->capring == 0 || (r->capring & (r->capring - 1)) == 0);
     FF_ASSERT(r->npend <= r->capring && (r->capring == 0 || r->head < r->capring));
-    FF_ASSERT(r->setmem <= r->set && (size_t)(r->set - r->setmem) + r->nset <= r->capset);
+    FF_ASSERT(r->setmem <= r->set && set_off(r) + r->nset <= r->capset);
     size_t n = ff__rows_n(r);
     int64_t occ = r->base;
     for (size_t i = 0; i < n; i++) {

@@ -615,7 +615,8 @@ static void seal_done(uv_work_t *w, int status)
     int rc = ff_engine_seal_end(s->eng, s->seal_job, status < 0 ? status : s->seal_rc);
     s->seal_job = NULL;
     if (rc < 0 && rc != -EINTR)
-        fprintf(stderr, "footfalld: sealing failed (retried later): %s\n", ff_strerror(rc));
+        fprintf(stderr, "footfalld: sealing, merging or checkpoint failed (retried later): %s\n",
+                ff_strerror(rc));
     seal_step(s); /* the commit that follows a seal or merge */
 }
 

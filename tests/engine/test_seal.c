@@ -143,6 +143,17 @@ static void assert_same(const answers *x, const answers *y, const char *what)
     cr_assert(memcmp(x->b, y->b, x->n) == 0, "%s: answers differ", what);
 }
 
+/* Opens the engine over o's data dir again and checks that it answers want. */
+static void assert_reopened_same(const ff_engine_opts *o, const script *s, const answers *want,
+                                 const char *what)
+{
+    ff_engine *e = open_engine(o);
+    answers again = answers_all(e, s);
+    assert_same(want, &again, what);
+    ff_engine_close(e);
+    free(again.b);
+}
+
 /* The in-memory engine's answers after the whole script. */
 static answers reference(const script *s, uint8_t *outcomes)
 {
@@ -391,11 +402,8 @@ Test(seal, async_jobs_interleaved_with_ingest_give_the_same_answers)
         answers got = answers_all(e, &s);
         assert_same(&want, &got, "async sealed");
         ff_engine_close(e);
-        e = open_engine(&o);
-        answers again = answers_all(e, &s);
-        assert_same(&want, &again, "async sealed, reopened");
-        ff_engine_close(e);
-        free(want.b), free(got.b), free(again.b);
+        assert_reopened_same(&o, &s, &want, "async sealed, reopened");
+        free(want.b), free(got.b);
         rm_tree(dir);
     }
     cr_assert_gt(discarded, 0, "no job was ever made stale by a late event");
@@ -510,11 +518,8 @@ Test(seal, commits_run_as_jobs_and_a_failed_or_crashed_one_loses_nothing)
     assert_same(&want, &got, "commit jobs");
     cr_assert_eq(ff_engine_commit(e), 0);
     ff_engine_close(e);
-    e = open_engine(&o);
-    answers again = answers_all(e, &s);
-    assert_same(&want, &again, "commit jobs, reopened");
-    ff_engine_close(e);
-    free(want.b), free(got.b), free(again.b);
+    assert_reopened_same(&o, &s, &want, "commit jobs, reopened");
+    free(want.b), free(got.b);
     rm_tree(dir);
 }
 
@@ -636,11 +641,8 @@ Test(seal, a_seal_lag_keeps_recent_history_in_memory_and_late_events_there_cheap
     answers got = answers_all(e, &s);
     assert_same(&want, &got, "with a seal lag");
     ff_engine_close(e);
-    e = open_engine(&o);
-    answers again = answers_all(e, &s);
-    assert_same(&want, &again, "with a seal lag, reopened");
-    ff_engine_close(e);
-    free(want.b), free(got.b), free(again.b);
+    assert_reopened_same(&o, &s, &want, "with a seal lag, reopened");
+    free(want.b), free(got.b);
     rm_tree(dir);
 }
 
