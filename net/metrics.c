@@ -11,6 +11,7 @@
 #include "net/server_int.h"
 #include "net/timefmt.h"
 
+#include <string.h>
 #include <time.h>
 
 static void metric(ff_buf *b, const char *name, const char *type, const char *help)
@@ -104,6 +105,30 @@ static double now_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
+/* A Prometheus histogram (cumulative buckets, _sum, _count) and a gauge of its largest. */
+static void hist(ff_buf *b, const char *name, const char *help, const char *max_help,
+                 const ff_hist *h)
+{
+    metric(b, name, "histogram", help);
+    uint64_t cum = 0;
+    for (int i = 0; i <= FF_HIST_BUCKETS; i++) {
+        cum += h->n[i];
+        if (i < FF_HIST_BUCKETS)
+            ff_buf_addf(b, "%s_bucket{le=\"%g\"} ", name, ff__hist_bounds[i]);
+        else
+            ff_buf_addf(b, "%s_bucket{le=\"+Inf\"} ", name);
+        ff_buf_addu(b, cum);
+        ff_buf_adds(b, "\n");
+    }
+    ff_buf_addf(b, "%s_sum %.6f\n%s_count ", name, (double)h->sum_ns / 1e9, name);
+    ff_buf_addu(b, cum);
+    ff_buf_adds(b, "\n");
+    char max[96];
+    snprintf(max, sizeof max, "%.*s_max_seconds", (int)(strlen(name) - 8), name);
+    metric(b, max, "gauge", max_help);
+    ff_buf_addf(b, "%s %.6f\n", max, (double)h->max_ns / 1e9);
+}
+
 void ff__metrics_write(ff_server *s, ff_buf *b)
 {
     ff_engine_stats st;
@@ -142,6 +167,13 @@ void ff__metrics_write(ff_server *s, ff_buf *b)
            "End of archived history, Unix seconds (0 when nothing is archived).");
     ff_buf_addf(b, "footfall_archived_until_seconds %.6f\n",
                 st.archived_upto == FF_TS_MIN ? 0 : (double)st.archived_upto / 1e6);
+    hist(b, "footfall_loop_busy_seconds",
+         "Busy time of each turn of the loop thread (what an answer can wait for).",
+         "The busiest loop turn since the start.", &s->m.loop_busy);
+    hist(b, "footfall_log_sync_seconds",
+         "Each group-commit sync of the log, from its begin to its end (what an acknowledged "
+         "answer waits for under --fsync always).",
+         "The longest sync since the start.", &s->m.sync_wait);
     one(b, "footfall_spaces", "gauge", "Spaces defined.", ff_engine_space_count(s->eng));
     one(b, "footfall_dpus", "gauge", "DPUs registered.", ff_engine_dpu_count(s->eng));
     metric(b, "footfall_uptime_seconds", "gauge", "Seconds since the server started.");

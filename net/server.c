@@ -46,6 +46,7 @@
  * is closed. A connection with too many acks waiting stops being read until they drain.
  */
 #include "net/server_int.h"
+#include "net/timefmt.h"
 #include "net/wire.h"
 
 #include <arpa/inet.h>
@@ -191,6 +192,62 @@ static void sync_failed(ff_server *s, int rc)
     fprintf(stderr, "footfalld: log sync failed: %s\n", ff_strerror(rc));
 }
 
+static int64_t wall_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (int64_t)t.tv_sec * FF_SECOND + t.tv_nsec / 1000;
+}
+
+/* ---- What answers wait for ------------------------------------------------------------
+ *
+ * An answer waits for the loop thread and, under --fsync always, for the sync that covers
+ * it; both are measured. The busy time of one loop turn is everything but the wait for
+ * events: the prepare handle `watch` runs once per turn, right before the loop waits, and
+ * a turn's busy time is the time since the last one minus what libuv spent waiting
+ * meanwhile (UV_METRICS_IDLE_TIME). A sync's time runs from its begin to its end on the
+ * loop. Both go into histograms for /metrics (footfall_loop_busy_seconds,
+ * footfall_log_sync_seconds); one slower than SLOW_MS is also told on stderr, at most one
+ * line every SLOW_EVERY_S seconds. */
+
+#define SLOW_MS      100
+#define SLOW_EVERY_S 10
+
+const double ff__hist_bounds[FF_HIST_BUCKETS] = {0.0001, 0.001, 0.005, 0.025, 0.1, 0.5, 2.5};
+
+void ff__hist_add(ff_hist *h, uint64_t ns)
+{
+    int b = 0;
+    while (b < FF_HIST_BUCKETS && (double)ns > ff__hist_bounds[b] * 1e9) b++;
+    h->n[b]++;
+    h->sum_ns += ns;
+    if (ns > h->max_ns) h->max_ns = ns;
+}
+
+static void tell_slow(ff_server *s, uint64_t now, uint64_t ns, const char *what)
+{
+    if (ns < SLOW_MS * 1000000ull || now - s->slow_told < SLOW_EVERY_S * 1000000000ull) return;
+    s->slow_told = now;
+    char t[FF_TIME_STRLEN];
+    ff_time_format(wall_us(), t);
+    fprintf(stderr, "footfalld: %s: %s %.1f ms; answers waited as long\n", t, what,
+            (double)ns / 1e6);
+}
+
+static void on_watch(uv_prepare_t *p)
+{
+    ff_server *s = p->data;
+    uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(s->loop);
+    uint64_t busy = now - s->watch_at - (idle - s->watch_idle);
+    if (idle - s->watch_idle > now - s->watch_at) busy = 0; /* clocks read apart */
+    s->watch_at = now;
+    s->watch_idle = idle;
+    ff__hist_add(&s->m.loop_busy, busy);
+    tell_slow(s, now, busy, "one loop turn was busy");
+}
+
+/* ---- Group commit ------------------------------------------------------------------- */
+
 /* Thread pool: the msync of the captured range, nothing else. */
 static void sync_work(uv_work_t *w)
 {
@@ -207,6 +264,9 @@ static void sync_done(uv_work_t *w, int status)
     int rc = ff_engine_sync_end(s->eng, &s->sync_job, status < 0 ? status : s->sync_rc);
     s->sync_busy = false;
     s->m.syncs++;
+    uint64_t now = uv_hrtime();
+    ff__hist_add(&s->m.sync_wait, now - s->sync_began);
+    tell_slow(s, now, now - s->sync_began, "a log sync took");
     if (rc < 0) sync_failed(s, rc);
     if (s->stopping) return; /* answered by the final sync; handles are closing */
     release(s);
@@ -225,6 +285,7 @@ static void sync_start(ff_server *s)
     }
     if (rc == 0) return;
     s->sync_busy = true;
+    s->sync_began = uv_hrtime();
     s->sync_req.data = s;
     uv_queue_work(s->loop, &s->sync_req, sync_work, sync_done);
 }
@@ -760,13 +821,6 @@ static int open_listeners(ff_server *s)
     return 0;
 }
 
-static int64_t wall_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return (int64_t)t.tv_sec * FF_SECOND + t.tv_nsec / 1000;
-}
-
 static void report_recovery(const ff_server *s, const ff_engine_recovery *r)
 {
     if (s->opts.quiet) return;
@@ -799,6 +853,7 @@ int ff_server_run(const ff_server_opts *o)
     s->started_us = wall_us();
     s->loop = ff_xmalloc(sizeof(uv_loop_t));
     uv_loop_init(s->loop);
+    uv_loop_configure(s->loop, UV_METRICS_IDLE_TIME); /* for on_watch */
     signal(SIGPIPE, SIG_IGN);
     if (o->engine.data_dir) mkdir(o->engine.data_dir, 0755);
 
@@ -821,6 +876,10 @@ int ff_server_run(const ff_server_opts *o)
     uv_prepare_init(s->loop, &s->commit);
     s->commit.data = s;
     uv_prepare_start(&s->commit, on_commit);
+    uv_prepare_init(s->loop, &s->watch);
+    s->watch.data = s;
+    s->watch_at = uv_hrtime();
+    uv_prepare_start(&s->watch, on_watch);
     uv_timer_init(s->loop, &s->tick);
     s->tick.data = s;
     uv_idle_init(s->loop, &s->seal_idle);

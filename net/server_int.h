@@ -13,6 +13,16 @@
 typedef struct ff_http ff_http;
 typedef struct tcp_conn tcp_conn;
 
+/* A latency histogram for /metrics: counts over FF_HIST_BUCKETS upper bounds (in
+ * seconds: ff__hist_bounds) plus +Inf, their sum and the largest. */
+#define FF_HIST_BUCKETS 7
+extern const double ff__hist_bounds[FF_HIST_BUCKETS];
+typedef struct ff_hist {
+    uint64_t n[FF_HIST_BUCKETS + 1];
+    uint64_t sum_ns, max_ns;
+} ff_hist;
+void ff__hist_add(ff_hist *h, uint64_t ns);
+
 /* Counters for /metrics, by transport. */
 typedef struct ff_net_metrics {
     uint64_t udp_datagrams, udp_events, udp_malformed, udp_overloaded, udp_acks_dropped;
@@ -20,6 +30,8 @@ typedef struct ff_net_metrics {
     uint64_t http_requests, http_events, http_errors;
     uint64_t syncs, sync_errors;
     uint64_t segment_read_errors; /* answers withheld: a sealed segment failed a check */
+    ff_hist loop_busy;            /* busy time of each loop turn (server.c, on_watch) */
+    ff_hist sync_wait;            /* each group-commit sync, from its begin to its end */
 } ff_net_metrics;
 
 /* A pending UDP ack: sent once the log position lsn is released. */
@@ -50,10 +62,14 @@ typedef struct ff_server {
     ff_http *http;
 
     uv_prepare_t commit;
-    uv_work_t sync_req;       /* the one sync job in flight (group commit) */
-    ff_log_sync_job sync_job; /* what it syncs: owned by the job while sync_busy */
-    int sync_rc;              /* its msync's result, written by the worker */
+    uv_prepare_t watch;            /* measures each loop turn (on_watch) */
+    uint64_t watch_at, watch_idle; /* the last turn's start: hrtime, idle time */
+    uint64_t slow_told;            /* hrtime of the last slow-turn or slow-sync line */
+    uv_work_t sync_req;            /* the one sync job in flight (group commit) */
+    ff_log_sync_job sync_job;      /* what it syncs: owned by the job while sync_busy */
+    int sync_rc;                   /* its msync's result, written by the worker */
     bool sync_busy;
+    uint64_t sync_began;   /* uv_hrtime() at its begin */
     uv_work_t seal_req;    /* the one seal or merge job in flight (engine/seal.c) */
     ff_seal_job *seal_job; /* NULL when none */
     int seal_rc;           /* its run's result, written by the worker */

@@ -131,6 +131,19 @@ def operations():
                  "footfall_space_occupancy{space=\"Lobby\"}",
                  "footfall_events_refused_total{reason=\"future\"} 0"):
         assert name in m, name
+    # The loop's turns and the log's syncs (30 events waited for some): Prometheus
+    # histograms, cumulative, whose +Inf bucket is their count.
+    for h in ("footfall_loop_busy", "footfall_log_sync"):
+        def value(suffix):
+            return next(ln for ln in m.splitlines() if ln.startswith(h + suffix)).split()[-1]
+        buckets = [(ln.split('le="')[1].split('"')[0], int(ln.split()[-1]))
+                   for ln in m.splitlines() if ln.startswith(h + "_seconds_bucket")]
+        assert [b for b, _ in buckets] == ["0.0001", "0.001", "0.005", "0.025", "0.1", "0.5",
+                                           "2.5", "+Inf"], buckets
+        assert all(a[1] <= b[1] for a, b in zip(buckets, buckets[1:])), buckets
+        assert buckets[-1][1] == int(value("_seconds_count")) > 0, (h, buckets)
+        worst, total = float(value("_max_seconds ")), float(value("_seconds_sum"))
+        assert 0 < worst <= total, (h, worst, total)
 
 
 def topology_document():
