@@ -88,6 +88,7 @@
  * file, however long the server runs.
  */
 #include "engine/engine_int.h"
+#include "storage/file.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -225,17 +226,6 @@ static void snap_name(char out[40], uint64_t snap)
     snprintf(out, 40, "topology-%016llx.fft", (unsigned long long)snap);
 }
 
-static int write_all(int fd, const unsigned char *p, size_t n)
-{
-    while (n) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR) continue;
-        if (k < 0) return -errno;
-        p += k, n -= (size_t)k;
-    }
-    return 0;
-}
-
 /* Writes b as dir/name: "name.tmp", fsync, rename, fsync of the directory. The test
  * crash point `stop` hits between the fsync and the rename. */
 static int write_atomic(int dfd, const char *name, const obuf *b, int stop)
@@ -244,7 +234,9 @@ static int write_atomic(int dfd, const char *name, const obuf *b, int stop)
     snprintf(tmp, sizeof(tmp), "%s.tmp", name);
     int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), rc = 0;
     if (fd < 0) rc = -errno;
-    if (!rc) rc = write_all(fd, b->p, b->n);
+    ff_wfile f; /* a topology snapshot is hundreds of MB at 10 M DPUs: see storage/file.h */
+    ff_wfile_init(&f, fd, 0);
+    if (!rc) rc = ff_wfile_write(&f, b->p, b->n);
     if (!rc && fsync(fd) != 0) rc = -errno;
     if (fd >= 0) close(fd);
     if (!rc && stop != FF__STOP_NONE && ff__seal_test_stop == stop) { /* a crash, in tests */

@@ -30,6 +30,7 @@
  * segment of 2,000 spaces, 45 KB (0.75 %) for one of 50 (bench/archive_cost).
  */
 #include "storage/archive.h"
+#include "storage/file.h"
 #include "storage/segment_int.h"
 
 #include <fcntl.h>
@@ -63,7 +64,9 @@ static int write_atomic(const char *dir, const char *name, const void *p, size_t
     if (dfd < 0) return -errno;
     int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) rc = -errno;
-    if (!rc) rc = ff__seg_write_all(fd, p, n);
+    ff_wfile f;
+    ff_wfile_init(&f, fd, 0);
+    if (!rc) rc = ff_wfile_write(&f, p, n);
     if (!rc && fsync(fd) != 0) rc = -errno;
     if (fd >= 0) close(fd);
     if (!rc && stop_at(stop_tmp)) {

@@ -96,6 +96,5 @@ void ff__seg_errf(char *err, size_t errlen, const char *f, ...)
 
 /* Writes all n bytes to fd (retrying short writes and EINTR): 0 or -errno.
  * (storage/segment_write.c; also used by storage/archive.c) */
-int ff__seg_write_all(int fd, const void *buf, size_t n);
 
 #endif /* FF_STORAGE_SEGMENT_INT_H */

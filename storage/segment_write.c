@@ -5,9 +5,13 @@
  *
  * A writer streams blocks to "<name>.tmp" through a 1 MiB buffer and keeps the footer
  * tables in memory (56 bytes per space, 40 per block); finish appends them, fsyncs,
- * renames and fsyncs the directory. Encoding is pure (block_encode) and off the hot path:
+ * renames and fsyncs the directory.
+ The file goes out through an ff_wfile (storage/file.h), a
+ * MiB at a time, so that a segment of 70 MB does not queue the log's syncs behind it. Encoding is
+ pure (block_encode) and off the hot path:
  * the engine seals in the background of its loop.
  */
+#include "storage/file.h"
 #include "storage/segment_int.h"
 
 #include <dirent.h>
@@ -387,6 +391,7 @@ struct ff_seg_writer {
     int dirfd, fd;
     char name[FF_SEG_NAME_MAX + 8], tmp[FF_SEG_NAME_MAX + 16];
     uint64_t salt, off;
+    ff_wfile wf; /* fd, written through */
     uint32_t block_rows;
     int lz4_level;
     bool have_space, failed;
@@ -398,21 +403,9 @@ struct ff_seg_writer {
     int64_t first_ts, last_ts;
 };
 
-int ff__seg_write_all(int fd, const void *buf, size_t n)
-{
-    const uint8_t *p = buf;
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) return -errno;
-        p += w, n -= (size_t)w;
-    }
-    return 0;
-}
-
 static int w_flush(ff_seg_writer *w)
 {
-    int rc = ff__seg_write_all(w->fd, w->out.p, w->out.n);
+    int rc = ff_wfile_write(&w->wf, w->out.p, w->out.n);
     w->out.n = 0;
     if (rc) w->failed = true;
     return rc;
@@ -452,6 +445,7 @@ int ff_seg_writer_open(ff_seg_writer **out, const char *dir, const char *name,
         free(w);
         return rc;
     }
+    ff_wfile_init(&w->wf, w->fd, 0);
     w->salt = new_salt();
     uint8_t *h = bb_room(&w->out, HDR);
     memset(h, 0, HDR);

@@ -542,7 +542,7 @@ Test(seal, late_events_during_every_commit_do_not_starve_sealing)
     ff_seal_job *j = play_until_job(e, &clk, &s, &i, FF__JOB_SEAL, -1);
     cr_assert_not_null(j);
     cr_assert_eq(ff_engine_seal_end(e, j, ff_engine_seal_run(j)), 0);
-    for (; i < NEVENTS; i++) {
+    for (; i < NEVENTS && (seals <= 3 || commits <= 3); i++) { /* enough to tell */
         play(e, &clk, &s, i, i + 1, NULL);
         for (int k = 0; k < 4 && ff_engine_seal_begin(e, &j) == 1; k++) {
             int kind = ff__seal_job_kind(j);
