@@ -87,14 +87,15 @@ const char *ff_outcome_reason(int outcome)
 
 /* ---- counting one accepted event ---- */
 
-static void insert_row(ff__rows *rows, const ff_event *ev, int delta)
+/* Returns whether the row went among the settled rows (a late one, behind H). */
+static bool insert_row(ff__rows *rows, const ff_event *ev, int delta)
 {
     ff__row row = {.ts = ev->ts,
                    .dpu = ev->dpu_id,
                    .seq = ev->seq,
                    .dir = ev->direction,
                    .delta = (int8_t)delta};
-    ff__rows_insert(rows, &row);
+    return ff__rows_insert(rows, &row) < rows->nset;
 }
 
 void ff__apply_event(ff_engine *e, ff__dpu *d, const ff_event *ev)
@@ -106,7 +107,7 @@ void ff__apply_event(ff_engine *e, ff__dpu *d, const ff_event *ev)
             d->orphans = ff_xcalloc(1, sizeof(*d->orphans));
             e->orphan_dpus++;
         }
-        insert_row(d->orphans, ev, 0);
+        (void)insert_row(d->orphans, ev, 0); /* kept whole, never sealed */
     } else {
         if (e->job && ev->ts <= e->seal_to) e->seal_dirty = true; /* engine/seal.c */
         for (int k = 0; k < 2; k++) {
@@ -120,8 +121,8 @@ void ff__apply_event(ff_engine *e, ff__dpu *d, const ff_event *ev)
                                .dir = ev->direction,
                                .delta = (int8_t)delta};
                 ff__seal_amend(e, s, &row);
-            } else {
-                insert_row(&s->rows, ev, delta);
+            } else if (insert_row(&s->rows, ev, delta)) {
+                e->settled_since_seal++; /* one more settled row to seal */
             }
             if (late) s->revision++;
         }

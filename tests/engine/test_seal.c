@@ -646,6 +646,32 @@ Test(seal, a_seal_lag_keeps_recent_history_in_memory_and_late_events_there_cheap
     rm_tree(dir);
 }
 
+/* A late event that lands among the settled rows still in memory (the seal lag) is a
+ * settled row to seal like any other: it counts towards --seal-rows. */
+Test(seal, late_rows_into_the_settled_rows_count_towards_the_next_seal)
+{
+    char dir[64];
+    make_tmpdir(dir, sizeof(dir));
+    fake_clock clk = {.now = T0 + FF_HOUR};
+    ff_engine_opts o = seal_opts(&clk, dir);
+    o.seal_lag_us = LATENESS;
+    o.seal_age_us = 100 * FF_HOUR; /* by row count only */
+    ff_engine *e = open_engine(&o);
+    topology(e);
+    uint16_t seq = 1;
+    cr_assert_eq(ingest1(e, 101, T0 + FF_HOUR - 2 * SETTLE, 1, seq++), FF_OUT_ACCEPTED);
+    cr_assert_eq(ingest1(e, 101, T0 + FF_HOUR, 1, seq++), FF_OUT_ACCEPTED); /* H passes it */
+    ff_engine_tick(e);
+    uint64_t before = e->settled_since_seal;
+    cr_assert_eq(before, 2, "the first event's two rows settled");
+    /* behind H, ahead of anything sealed: into the settled rows of S1 and S2 */
+    cr_assert_eq(ingest1(e, 101, T0 + FF_HOUR - 3 * SETTLE, 1, seq++), FF_OUT_LATE);
+    cr_assert_eq(e->settled_since_seal, before + 2, "%llu settled rows counted",
+                 (unsigned long long)e->settled_since_seal);
+    ff_engine_close(e);
+    rm_tree(dir);
+}
+
 Test(seal, resident_rows_drop_after_sealing)
 {
     static script s;
