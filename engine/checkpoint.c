@@ -46,8 +46,10 @@
  * With seal_async, steps 3 to 5 are a commit job of their own (engine/seal.c): the
  * engine's thread encodes the checkpoint and notes the log files to release
  * (ff__ckpt_prepare), another thread makes the log durable up to L with fdatasync on a
- * descriptor of its current file, does step 4 and unlinks (ff__ckpt_run), and the
- * engine's thread records the result (ff__ckpt_done).
+ * descriptor of its current file that the log opened before writing to it (no writeback
+ * error since can escape it: storage/log.c, DATASYNC JOBS), does step 4 and unlinks
+ * (ff__ckpt_run), and the engine's thread records the result (ff__ckpt_done); a failed
+ * fdatasync fails the log, as a failed sync does.
  * A crash before 4 leaves the previous checkpoint, which names neither the new segment
  * nor anything after its L: recovery removes the unnamed segment and replays the log,
  * which still holds every event. A failed step 4 is retried by the next tick.
@@ -304,7 +306,7 @@ static void drop_chunks(ff_engine *e, uint64_t upto)
 
 void ff__ckpt_prepare(ff_engine *e, ff__ckpt_job *j)
 {
-    *j = (ff__ckpt_job){.lsn = ff_log_written(e->log), .snap = e->topo_snap, .logfd = -1};
+    *j = (ff__ckpt_job){.lsn = ff_log_written(e->log), .snap = e->topo_snap};
     j->dir = ff_xmalloc(strlen(e->o.data_dir) + 1);
     strcpy(j->dir, e->o.data_dir);
     j->topo_gen = e->topo_gen;
@@ -317,16 +319,17 @@ void ff__ckpt_prepare(ff_engine *e, ff__ckpt_job *j)
     obuf b = {0};
     encode(e, j->lsn, j->snap, &b);
     j->ck = b.p, j->nck = b.n;
-    j->logfd = ff_log_open_current(e->log); /* a failure (a failed log) fails run */
+    ff_log_datasync_begin(e->log, &j->sync); /* a failure (a failed log) fails run */
     j->upto = release_upto(e, j->lsn);
     ff_log_release_begin(e->log, j->upto, &j->rel);
 }
 
 int ff__ckpt_run(ff__ckpt_job *j)
 {
-    int dfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = j->logfd < 0 ? j->logfd : 0;
+    int rc = ff_log_datasync_run(&j->sync); /* step 3: the log up to lsn */
+    if (rc < 0) return rc;
+    int dfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0) return -errno;
-    if (!rc && fdatasync(j->logfd) != 0) rc = -errno; /* step 3: the log up to lsn */
     char name[40];
     if (!rc && j->topo) {
         snap_name(name, j->snap);
@@ -352,11 +355,11 @@ int ff__ckpt_done(ff_engine *e, ff__ckpt_job *j, int rc)
     }
     int n = ff_log_release_end(e->log, &j->rel);
     if (n > 0) e->log_released += (uint64_t)n;
-    if (j->logfd >= 0) close(j->logfd);
+    ff_log_datasync_end(e->log, &j->sync); /* a failed fdatasync fails the log */
     free(j->dir);
     free(j->ck);
     free(j->topo);
-    *j = (ff__ckpt_job){.logfd = -1};
+    *j = (ff__ckpt_job){0};
     return rc;
 }
 

@@ -285,7 +285,7 @@ typedef struct ff__ckpt_job {
     uint64_t lsn, snap, old_snap, topo_gen, upto;
     unsigned char *ck, *topo; /* topo NULL: the snapshot did not change */
     size_t nck, ntopo;
-    int logfd; /* -1 without a log */
+    ff_log_datasync_job sync; /* the log up to lsn */
     ff_log_release_job rel;
 } ff__ckpt_job;
 void ff__ckpt_prepare(ff_engine *e, ff__ckpt_job *j);

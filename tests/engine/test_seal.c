@@ -523,6 +523,43 @@ Test(seal, commits_run_as_jobs_and_a_failed_or_crashed_one_loses_nothing)
     rm_tree(dir);
 }
 
+/* A writeback error of the log after its last sync, told already to the log's own
+ * description (as to a sync job whose end is still to come), must not be missed by the
+ * commit job begun next: it would write a checkpoint covering records the disk lost, and
+ * the restart would refuse to start. The commit fails, the checkpoint stays, the log
+ * fails (storage/log.c, DATASYNC JOBS). */
+Test(seal, a_log_writeback_error_before_a_commit_job_fails_it_and_the_log)
+{
+    static script s;
+    make_script(&s, 44);
+    char dir[64];
+    make_tmpdir(dir, sizeof(dir));
+    fake_clock clk = {.now = T0};
+    ff_engine_opts o = seal_opts(&clk, dir);
+    o.seal_async = true;
+    ff_engine *e = open_engine(&o);
+    topology(e);
+    int i = 0;
+    ff_seal_job *j = play_until_job(e, &clk, &s, &i, FF__JOB_SEAL, -1);
+    cr_assert_not_null(j);
+    size_t before = committed_segments(dir);
+    cr_assert_eq(ff_engine_seal_end(e, j, ff_engine_seal_run(j)), 0);
+    ff__log_test_wb_error(e->log, true);
+    cr_assert_eq(ff_engine_seal_begin(e, &j), 1);
+    cr_assert_eq(ff__seal_job_kind(j), FF__JOB_COMMIT);
+    cr_assert_eq(ff_engine_seal_end(e, j, ff_engine_seal_run(j)), -EIO);
+    cr_assert_eq(committed_segments(dir), before, "a checkpoint covers lost records");
+    cr_assert_eq(ff_engine_sync(e), -EIO, "the log goes on as if nothing was lost");
+    ff_engine_tick(e);
+    if (ff_engine_seal_begin(e, &j) == 1) {
+        cr_assert_eq(ff__seal_job_kind(j), FF__JOB_COMMIT);
+        cr_assert_eq(ff_engine_seal_end(e, j, ff_engine_seal_run(j)), -EIO, "a retry commits");
+    }
+    cr_assert_eq(committed_segments(dir), before);
+    ff_engine_close(e);
+    rm_tree(dir);
+}
+
 /* A late event into sealed history during every commit job leaves the next commit due
  * at once; seals must still get their turn (every other job), or memory and the log
  * would grow for as long as the late events came. */
