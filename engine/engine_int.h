@@ -151,6 +151,9 @@ struct ff_engine {
     uint64_t topo_gen;           /* topology changes applied (engine/topology.c) */
     uint64_t topo_snap;          /* the topology snapshot the checkpoint names; 0 none */
     uint64_t topo_snap_gen;      /* topo_gen when that snapshot was taken */
+    uint64_t topo_snap_hi;       /* highest snapshot number a rename was tried with */
+    uint64_t topo_spare;         /* a snapshot written whole by a commit that failed; 0 none */
+    uint64_t topo_spare_gen;     /* topo_gen when it was taken */
     uint64_t log_released;       /* log files released */
     const ff_log_recovery *lrep; /* during replay: what the log found so far */
     bool log_gap;                /* replay stopped: the log starts after the checkpoint */
@@ -285,7 +288,8 @@ typedef struct ff__ckpt_job {
     uint64_t lsn, snap, old_snap, topo_gen, upto;
     unsigned char *ck, *topo; /* topo NULL: the snapshot did not change */
     size_t nck, ntopo;
-    ff_log_datasync_job sync; /* the log up to lsn */
+    bool topo_renamed, topo_written; /* by run: its rename was tried; it is durable */
+    ff_log_datasync_job sync;        /* the log up to lsn */
     ff_log_release_job rel;
 } ff__ckpt_job;
 void ff__ckpt_prepare(ff_engine *e, ff__ckpt_job *j);
@@ -315,6 +319,7 @@ enum {
     FF__STOP_AMEND,    /* segments rewritten for a late event, not committed */
     FF__STOP_MERGE,    /* a merged segment is durable, no checkpoint names it */
     FF__STOP_TOPO,     /* a new topology snapshot is written but not renamed */
+    FF__FAIL_DIRSYNC,  /* not a crash: the directory fsync after a checkpoint's rename fails */
     FF__STOP_HIT
 };
 extern int ff__seal_test_stop;
