@@ -125,8 +125,10 @@ struct ff_engine {
     ff__segref *garbage; /* replaced versions the checkpoint still names (seg NULL) */
     size_t ngarbage, capgarbage;
 
-    /* the seal or merge job in flight (engine/seal.c), NULL if none */
+    /* the seal or merge job in flight (engine/seal.c), NULL if none; why the last one
+     * failed (ff_engine_seal_error) */
     ff_seal_job *job;
+    char job_err[FF_SEG_ERRLEN];
     int64_t seal_to;     /* a seal job's window end; FF_TS_MIN for a merge */
     bool seal_dirty;     /* an event at or before seal_to was applied since begin */
     bool seal_sync_next; /* a seal job was discarded: the next seal runs in the tick */

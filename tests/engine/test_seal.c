@@ -1059,6 +1059,55 @@ Test(seal, the_topology_snapshot_is_rewritten_only_when_the_topology_changes)
     rm_tree(dir);
 }
 
+/* Flips byte off of every segment file in dir. */
+static void garble_segments(const char *dir, long off)
+{
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d);
+    char name[256];
+    for (struct dirent *de; (de = readdir(d));)
+        if (strncmp(de->d_name, "seg-", 4) == 0) garble(dir, de->d_name, off, name, sizeof(name));
+    closedir(d);
+}
+
+/* A seal or merge job that fails says why, naming the file (ff_engine_seal_error, which
+ * footfalld prints): the corrupt segment a merge read, the segment a seal could not
+ * write. A job that succeeds clears it. */
+Test(seal, a_failed_job_names_its_file)
+{
+    static script s;
+    make_script(&s, 45);
+    char dir[64], segdir[96], away[128];
+    make_tmpdir(dir, sizeof(dir));
+    snprintf(segdir, sizeof(segdir), "%s/segments", dir);
+    snprintf(away, sizeof(away), "%s/segments.away", dir);
+    fake_clock clk = {.now = T0};
+    ff_engine_opts o = seal_opts(&clk, dir);
+    o.seal_async = true;
+    ff_engine *e = open_engine(&o);
+    topology(e);
+    int i = 0;
+    ff_seal_job *j = play_until_job(e, &clk, &s, &i, FF__JOB_SEAL, 100);
+    cr_assert_not_null(j);
+    cr_assert_eq(rename(segdir, away), 0); /* where the seal writes is gone */
+    cr_assert_eq(ff_engine_seal_end(e, j, ff_engine_seal_run(j)), -ENOENT);
+    const char *why = ff_engine_seal_error(e);
+    cr_assert_not_null(strstr(why, "/segments/seg-"), "error \"%s\"", why);
+    cr_assert_not_null(strstr(why, strerror(ENOENT)), "error \"%s\"", why);
+    cr_assert_eq(rename(away, segdir), 0);
+
+    j = play_until_job(e, &clk, &s, &i, FF__JOB_MERGE, i);
+    cr_assert_not_null(j, "no merge job was begun");
+    cr_assert_str_empty(ff_engine_seal_error(e), "the jobs since succeeded");
+    garble_segments(segdir, 40); /* inside the first block: read by the merge */
+    cr_assert_eq(ff_engine_seal_end(e, j, ff_engine_seal_run(j)), FF_ECORRUPT);
+    why = ff_engine_seal_error(e);
+    cr_assert_not_null(strstr(why, "corrupt at offset"), "error \"%s\"", why);
+    cr_assert_not_null(strstr(why, "/segments/seg-"), "error \"%s\"", why);
+    ff_engine_close(e);
+    rm_tree(dir);
+}
+
 /* The bytes of dir/name, into buf (at most n); their number, -1 if missing. */
 static ssize_t slurp(const char *dir, const char *name, char *buf, size_t n)
 {
