@@ -26,10 +26,24 @@
  * "FFTOPO\0\1" and version 1, then: u32 n, then n topology operations: u32 len, len
  * bytes (FF_LOG_TOPO payloads that rebuild spaces, doorways and every DPU version on an
  * empty engine). The topology of 10 million DPUs is hundreds of MB while it seldom
- * changes, so it is written only when it changed since the last snapshot (T + 1, before
- * the checkpoint that names it); a checkpoint otherwise names the snapshot it had.
+ * changes, so it is written only when it changed since the last snapshot (a new number,
+ * before the checkpoint that names it); a checkpoint otherwise names the snapshot it had.
  * Snapshots the checkpoint on disk does not name are removed (after a commit, and at
  * open).
+ *
+ * SNAPSHOT NUMBERS are never reused once a rename may have used them. A commit whose
+ * checkpoint was renamed into place but whose directory fsync then failed has failed
+ * (it is retried), yet checkpoint.ffc names its snapshot T now, and may still after a
+ * crash. Were the retry, after a topology change, to write its snapshot as T again, it
+ * would rename a newer topology over the file that checkpoint names, and a crash before
+ * the retry's own checkpoint would leave that checkpoint (position L) with a topology
+ * from after L: recovery would apply the topology operations after L twice (a deleted
+ * space: the open fails) and attribute the records before L with a later topology. So a
+ * new snapshot takes the number after topo_snap_hi, the highest whose rename was ever
+ * tried (at open: the highest on disk). A snapshot written whole by a commit that then
+ * failed is named again by the retry if the topology has not changed since (topo_spare),
+ * so a commit that keeps failing does not write one each time; a commit that succeeds
+ * removes every snapshot below the one it names.
  *
  * PROTOCOL of a seal (engine/seal.c), each step durable before the next:
  *   1. the segment: the rows with ts <= to are copied at begin and written by the job
@@ -46,8 +60,10 @@
  * With seal_async, steps 3 to 5 are a commit job of their own (engine/seal.c): the
  * engine's thread encodes the checkpoint and notes the log files to release
  * (ff__ckpt_prepare), another thread makes the log durable up to L with fdatasync on a
- * descriptor of its current file, does step 4 and unlinks (ff__ckpt_run), and the
- * engine's thread records the result (ff__ckpt_done).
+ * descriptor of its current file that the log opened before writing to it (no writeback
+ * error since can escape it: storage/log.c, DATASYNC JOBS), does step 4 and unlinks
+ * (ff__ckpt_run), and the engine's thread records the result (ff__ckpt_done); a failed
+ * fdatasync fails the log, as a failed sync does.
  * A crash before 4 leaves the previous checkpoint, which names neither the new segment
  * nor anything after its L: recovery removes the unnamed segment and replays the log,
  * which still holds every event. A failed step 4 is retried by the next tick.
@@ -226,9 +242,10 @@ static void snap_name(char out[40], uint64_t snap)
     snprintf(out, 40, "topology-%016llx.fft", (unsigned long long)snap);
 }
 
-/* Writes b as dir/name: "name.tmp", fsync, rename, fsync of the directory. The test
- * crash point `stop` hits between the fsync and the rename. */
-static int write_atomic(int dfd, const char *name, const obuf *b, int stop)
+/* Writes b as dir/name: "name.tmp", fsync, rename, fsync of the directory; *renamed
+ * (may be NULL) is set once the rename is tried. The test crash point `stop` hits between
+ * the fsync and the rename; FF__FAIL_DIRSYNC fails the checkpoint's directory fsync. */
+static int write_atomic(int dfd, const char *name, const obuf *b, int stop, bool *renamed)
 {
     char tmp[64];
     snprintf(tmp, sizeof(tmp), "%s.tmp", name);
@@ -243,38 +260,81 @@ static int write_atomic(int dfd, const char *name, const obuf *b, int stop)
         ff__seal_test_stop = FF__STOP_HIT;
         rc = -EINTR;
     }
+    if (!rc && renamed) *renamed = true;
     if (!rc && renameat(dfd, tmp, dfd, name) != 0) rc = -errno;
     if (!rc && fsync(dfd) != 0) rc = -errno;
+    if (!rc && stop == FF__STOP_CKPT_TMP && ff__seal_test_stop == FF__FAIL_DIRSYNC) {
+        ff__seal_test_stop = FF__STOP_HIT; /* a failed directory fsync, in tests */
+        rc = -EIO;
+    }
     return rc;
+}
+
+/* The snapshot a checkpoint of the engine as it is now names (SNAPSHOT NUMBERS): the
+ * one it names already or the spare, if the topology has not changed since it was
+ * taken; else a new number, to be written (*fresh). */
+static uint64_t snap_pick(const ff_engine *e, bool *fresh)
+{
+    *fresh = false;
+    if (e->topo_snap && e->topo_gen == e->topo_snap_gen) return e->topo_snap;
+    if (e->topo_spare && e->topo_gen == e->topo_spare_gen) return e->topo_spare;
+    *fresh = true;
+    return e->topo_snap_hi + 1;
+}
+
+/* Records what a checkpoint naming snapshot snap (of topology generation gen) did:
+ * whether the snapshot's rename was tried, whether it was written completely, whether
+ * the checkpoint is durable. */
+static void snap_record(ff_engine *e, uint64_t snap, uint64_t gen, bool renamed, bool written,
+                        bool committed)
+{
+    if (renamed && snap > e->topo_snap_hi) e->topo_snap_hi = snap;
+    if (committed) {
+        e->topo_snap = snap;
+        e->topo_snap_gen = gen;
+        e->topo_spare = 0;
+    } else if (written) {
+        e->topo_spare = snap;
+        e->topo_spare_gen = gen;
+    }
+}
+
+/* Removes the snapshots numbered [from, to): after a commit naming `to`, the one the
+ * previous checkpoint named and those of commits that failed since. */
+static void unlink_snaps(int dfd, uint64_t from, uint64_t to)
+{
+    char name[40];
+    for (uint64_t n = from ? from : 1; n < to; n++) {
+        snap_name(name, n);
+        unlinkat(dfd, name, 0); /* else removed at the next open */
+    }
 }
 
 int ff__ckpt_write(ff_engine *e, uint64_t lsn)
 {
     int dfd = open(e->o.data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
     if (dfd < 0) return -errno;
-    char name[40];
-    uint64_t snap = e->topo_snap;
-    if (snap == 0 || e->topo_gen != e->topo_snap_gen) { /* the topology changed */
+    bool fresh, renamed = false;
+    uint64_t snap = snap_pick(e, &fresh);
+    if (fresh) { /* the topology changed */
+        char name[40];
         obuf t = {0};
         encode_topology(e, &t);
-        snap_name(name, ++snap);
-        rc = write_atomic(dfd, name, &t, FF__STOP_TOPO);
+        snap_name(name, snap);
+        rc = write_atomic(dfd, name, &t, FF__STOP_TOPO, &renamed);
         free(t.p);
     }
+    bool written = fresh && rc == 0;
     obuf b = {0};
     if (!rc) {
         encode(e, lsn, snap, &b);
-        rc = write_atomic(dfd, CK_NAME, &b, FF__STOP_CKPT_TMP);
+        rc = write_atomic(dfd, CK_NAME, &b, FF__STOP_CKPT_TMP, NULL);
     }
     if (rc == 0) {
-        if (snap != e->topo_snap && e->topo_snap) { /* the old snapshot is unnamed now */
-            snap_name(name, e->topo_snap);
-            unlinkat(dfd, name, 0); /* else removed at the next open */
-        }
-        e->topo_snap = snap;
-        e->topo_snap_gen = e->topo_gen;
+        unlink_snaps(dfd, e->topo_snap, snap); /* unnamed now */
         e->ck_lsn = lsn;
     }
+    snap_record(e, snap, e->topo_gen, renamed, written, rc == 0);
     close(dfd);
     free(b.p);
     return rc;
@@ -304,59 +364,60 @@ static void drop_chunks(ff_engine *e, uint64_t upto)
 
 void ff__ckpt_prepare(ff_engine *e, ff__ckpt_job *j)
 {
-    *j = (ff__ckpt_job){.lsn = ff_log_written(e->log), .snap = e->topo_snap, .logfd = -1};
+    *j = (ff__ckpt_job){.lsn = ff_log_written(e->log), .old_snap = e->topo_snap};
     j->dir = ff_xmalloc(strlen(e->o.data_dir) + 1);
     strcpy(j->dir, e->o.data_dir);
     j->topo_gen = e->topo_gen;
-    if (j->snap == 0 || e->topo_gen != e->topo_snap_gen) { /* the topology changed */
+    bool fresh;
+    j->snap = snap_pick(e, &fresh);
+    if (fresh) { /* the topology changed */
         obuf t = {0};
         encode_topology(e, &t);
         j->topo = t.p, j->ntopo = t.n;
-        j->old_snap = j->snap++;
     }
     obuf b = {0};
     encode(e, j->lsn, j->snap, &b);
     j->ck = b.p, j->nck = b.n;
-    j->logfd = ff_log_open_current(e->log); /* a failure (a failed log) fails run */
+    ff_log_datasync_begin(e->log, &j->sync); /* a failure (a failed log) fails run */
     j->upto = release_upto(e, j->lsn);
     ff_log_release_begin(e->log, j->upto, &j->rel);
 }
 
 int ff__ckpt_run(ff__ckpt_job *j)
 {
-    int dfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = j->logfd < 0 ? j->logfd : 0;
+    int rc = ff_log_datasync_run(&j->sync); /* step 3: the log up to lsn */
+    if (rc < 0) return rc;
+    int dfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0) return -errno;
-    if (!rc && fdatasync(j->logfd) != 0) rc = -errno; /* step 3: the log up to lsn */
     char name[40];
-    if (!rc && j->topo) {
+    if (j->topo) {
         snap_name(name, j->snap);
-        rc = write_atomic(dfd, name, &(obuf){.p = j->topo, .n = j->ntopo}, FF__STOP_TOPO);
+        obuf t = {.p = j->topo, .n = j->ntopo};
+        rc = write_atomic(dfd, name, &t, FF__STOP_TOPO, &j->topo_renamed);
+        j->topo_written = rc == 0;
     }
-    if (!rc) rc = write_atomic(dfd, CK_NAME, &(obuf){.p = j->ck, .n = j->nck}, FF__STOP_CKPT_TMP);
-    if (!rc && j->topo && j->old_snap) { /* the old snapshot is unnamed now */
-        snap_name(name, j->old_snap);
-        unlinkat(dfd, name, 0); /* else removed at the next open */
-    }
-    if (!rc) ff_log_release_run(&j->rel); /* a failure leaves files for the next one */
+    if (!rc)
+        rc = write_atomic(dfd, CK_NAME, &(obuf){.p = j->ck, .n = j->nck}, FF__STOP_CKPT_TMP, NULL);
+    if (!rc) unlink_snaps(dfd, j->old_snap, j->snap); /* unnamed now */
+    if (!rc) ff_log_release_run(&j->rel);             /* a failure leaves files for the next one */
     close(dfd);
     return rc;
 }
 
 int ff__ckpt_done(ff_engine *e, ff__ckpt_job *j, int rc)
 {
+    snap_record(e, j->snap, j->topo_gen, j->topo_renamed, j->topo_written, rc == 0);
     if (rc == 0) {
-        e->topo_snap = j->snap;
-        e->topo_snap_gen = j->topo_gen;
         e->ck_lsn = j->lsn;
         drop_chunks(e, j->upto);
     }
     int n = ff_log_release_end(e->log, &j->rel);
     if (n > 0) e->log_released += (uint64_t)n;
-    if (j->logfd >= 0) close(j->logfd);
+    ff_log_datasync_end(e->log, &j->sync); /* a failed fdatasync fails the log */
     free(j->dir);
     free(j->ck);
     free(j->topo);
-    *j = (ff__ckpt_job){.logfd = -1};
+    *j = (ff__ckpt_job){0};
     return rc;
 }
 
@@ -464,17 +525,22 @@ static int load_topology(ff_engine *e, uint64_t snap, char *err, size_t errlen)
     return rc;
 }
 
-/* Removes topology snapshots other than the one the checkpoint names (0: all). */
-static void remove_other_snapshots(const ff_engine *e)
+/* Removes topology snapshots other than the one the checkpoint names (0: all); notes
+ * the highest number seen, which a new snapshot must not take again (SNAPSHOT NUMBERS). */
+static void remove_other_snapshots(ff_engine *e)
 {
+    e->topo_snap_hi = e->topo_snap;
     DIR *d = opendir(e->o.data_dir);
     if (!d) return;
     char keep[40] = "";
     if (e->topo_snap) snap_name(keep, e->topo_snap);
     struct dirent *de;
-    while ((de = readdir(d)))
-        if (strncmp(de->d_name, "topology-", 9) == 0 && strcmp(de->d_name, keep) != 0)
-            unlinkat(dirfd(d), de->d_name, 0);
+    while ((de = readdir(d))) {
+        if (strncmp(de->d_name, "topology-", 9) != 0 || strcmp(de->d_name, keep) == 0) continue;
+        unsigned long long n = strtoull(de->d_name + 9, NULL, 16);
+        if (n > e->topo_snap_hi) e->topo_snap_hi = n;
+        unlinkat(dirfd(d), de->d_name, 0);
+    }
     closedir(d);
 }
 

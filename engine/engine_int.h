@@ -125,8 +125,10 @@ struct ff_engine {
     ff__segref *garbage; /* replaced versions the checkpoint still names (seg NULL) */
     size_t ngarbage, capgarbage;
 
-    /* the seal or merge job in flight (engine/seal.c), NULL if none */
+    /* the seal or merge job in flight (engine/seal.c), NULL if none; why the last one
+     * failed (ff_engine_seal_error) */
     ff_seal_job *job;
+    char job_err[FF_SEG_ERRLEN];
     int64_t seal_to;     /* a seal job's window end; FF_TS_MIN for a merge */
     bool seal_dirty;     /* an event at or before seal_to was applied since begin */
     bool seal_sync_next; /* a seal job was discarded: the next seal runs in the tick */
@@ -151,6 +153,9 @@ struct ff_engine {
     uint64_t topo_gen;           /* topology changes applied (engine/topology.c) */
     uint64_t topo_snap;          /* the topology snapshot the checkpoint names; 0 none */
     uint64_t topo_snap_gen;      /* topo_gen when that snapshot was taken */
+    uint64_t topo_snap_hi;       /* highest snapshot number a rename was tried with */
+    uint64_t topo_spare;         /* a snapshot written whole by a commit that failed; 0 none */
+    uint64_t topo_spare_gen;     /* topo_gen when it was taken */
     uint64_t log_released;       /* log files released */
     const ff_log_recovery *lrep; /* during replay: what the log found so far */
     bool log_gap;                /* replay stopped: the log starts after the checkpoint */
@@ -285,7 +290,8 @@ typedef struct ff__ckpt_job {
     uint64_t lsn, snap, old_snap, topo_gen, upto;
     unsigned char *ck, *topo; /* topo NULL: the snapshot did not change */
     size_t nck, ntopo;
-    int logfd; /* -1 without a log */
+    bool topo_renamed, topo_written; /* by run: its rename was tried; it is durable */
+    ff_log_datasync_job sync;        /* the log up to lsn */
     ff_log_release_job rel;
 } ff__ckpt_job;
 void ff__ckpt_prepare(ff_engine *e, ff__ckpt_job *j);
@@ -315,6 +321,7 @@ enum {
     FF__STOP_AMEND,    /* segments rewritten for a late event, not committed */
     FF__STOP_MERGE,    /* a merged segment is durable, no checkpoint names it */
     FF__STOP_TOPO,     /* a new topology snapshot is written but not renamed */
+    FF__FAIL_DIRSYNC,  /* not a crash: the directory fsync after a checkpoint's rename fails */
     FF__STOP_HIT
 };
 extern int ff__seal_test_stop;

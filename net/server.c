@@ -675,9 +675,10 @@ static void seal_done(uv_work_t *w, int status)
     ff_server *s = w->data;
     int rc = ff_engine_seal_end(s->eng, s->seal_job, status < 0 ? status : s->seal_rc);
     s->seal_job = NULL;
+    const char *why = ff_engine_seal_error(s->eng); /* names the file, when there is one */
     if (rc < 0 && rc != -EINTR)
         fprintf(stderr, "footfalld: sealing, merging or checkpoint failed (retried later): %s\n",
-                ff_strerror(rc));
+                why[0] ? why : ff_strerror(rc));
     seal_step(s); /* the commit that follows a seal or merge */
 }
 

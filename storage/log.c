@@ -86,6 +86,22 @@
  * msync/fsync makes the log fail permanently (sticky error): after a failed sync the kernel may
  * have dropped the dirty pages, so nothing written afterwards could honestly be called durable.
  *
+ * DATASYNC JOBS (ff_log_datasync_begin/run/end) make every committed record durable with
+ * one fdatasync of the current file from another thread (older files were synced when
+ * the log rotated away from them): a commit of footfall's engine needs that, and does
+ * not wait for the owner's next sync. Linux reports a writeback error (errseq) once to
+ * each open file description of the file, and only if the error came after the
+ * description was opened, or was not yet seen by anyone when it was. A description
+ * opened for the job at its begin could therefore miss an error that struck after the
+ * last sync and was reported meanwhile (to a sync job whose end has not run yet, or to
+ * another process): the job would call lost records durable. So the log opens a second
+ * description of each current file, `syncfd`, when it creates or recovers the file,
+ * before writing to it; every datasync job fdatasyncs a dup of it, so its error cursor
+ * predates every write. Jobs share that description: the first job told of an error
+ * takes it, so its end makes the log fail (sticky, as a failed sync does). The owner's
+ * msyncs go through the mapping's own description (fd) and see the error separately.
+ * Rotation and close close syncfd; a job in flight keeps its dup.
+ *
  * ASYNCHRONOUS SYNC (ff_log_sync_begin/run/end). begin captures [synced, off) of the
  * current file -- from its page-aligned start -- and the target LSN = written, and marks
  * a job in flight; run (any thread) only msyncs that range of that mapping; end, back on
@@ -139,6 +155,7 @@ struct older {
 struct ff_log {
     int dirfd;
     int fd;              /* current (last) file */
+    int syncfd;          /* it again, opened before its first write: DATASYNC JOBS */
     uint8_t *map;        /* its mapping, `size` bytes */
     struct fhdr h;       /* its header */
     uint64_t off;        /* end of its last committed record */
@@ -161,6 +178,9 @@ struct ff_log {
     struct older *older; /* the files before the current one, oldest first */
     size_t nolder, capolder;
     uint64_t start; /* prev_end of the first file: every record <= it was released */
+    /* Tests: writeback errors injected into the current file (ff__log_test_wb_error),
+     * as errseq counts them; how many the description of fd and syncfd reported. */
+    uint32_t t_err, t_fd_seen, t_sync_seen;
 };
 
 static inline uint64_t pad8(uint64_t n)
@@ -279,6 +299,10 @@ static int sync_range(ff_log *log, uint64_t from, uint64_t to)
     if (to <= from) return 0;
     uint64_t start = from & ~(uint64_t)(log->page - 1);
     if (msync(log->map + start, to - start, MS_SYNC) != 0) return -errno;
+    if (log->t_fd_seen != log->t_err) { /* tests: ff__log_test_wb_error */
+        log->t_fd_seen = log->t_err;
+        return -EIO;
+    }
     return 0;
 }
 
@@ -367,9 +391,11 @@ static int file_init(int fd, const struct fhdr *h)
 /*
  * Creates the file of header h durably: temp file, size, header, fsync, rename, fsync of
  * the directory. Returns the fd (>= 0) or a negative error; *renamed tells whether the
- * file is in place (a failure after that leaves it in the directory).
+ * file is in place (a failure after that leaves it in the directory). *syncfd gets a
+ * second description of the file, opened before anything is written to it (DATASYNC
+ * JOBS).
  */
-static int file_create(int dirfd, const struct fhdr *h, int *renamed)
+static int file_create(int dirfd, const struct fhdr *h, int *renamed, int *syncfd)
 {
     char name[NAME_LEN + 1], tmp[NAME_LEN + 5];
     int fd, rc;
@@ -379,6 +405,11 @@ static int file_create(int dirfd, const struct fhdr *h, int *renamed)
     snprintf(tmp, sizeof tmp, "%s.tmp", name);
     fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return -errno;
+    *syncfd = openat(dirfd, tmp, O_RDONLY | O_CLOEXEC);
+    if (*syncfd < 0) {
+        rc = -errno;
+        goto out_unlink;
+    }
     rc = file_init(fd, h);
     if (rc) goto out_unlink;
     if (renameat(dirfd, tmp, dirfd, name) != 0) {
@@ -395,6 +426,7 @@ static int file_create(int dirfd, const struct fhdr *h, int *renamed)
 out_unlink:
     unlinkat(dirfd, tmp, 0);
 out_close:
+    if (*syncfd >= 0) close(*syncfd);
     close(fd);
     return rc;
 }
@@ -444,7 +476,7 @@ static int rotate(ff_log *log, uint64_t need)
 {
     struct fhdr h;
     uint8_t *map = NULL;
-    int renamed, fd, rc;
+    int renamed, fd, syncfd, rc;
 
     rc = sync_range(log, log->synced, log->off);
     if (rc) return log->failed = rc;
@@ -459,10 +491,11 @@ static int rotate(ff_log *log, uint64_t need)
     h.size = log->file_bytes;
     if (h.size < FILE_HDR + need) h.size = (FILE_HDR + need + log->page - 1) & ~(log->page - 1);
 
-    fd = file_create(log->dirfd, &h, &renamed);
+    fd = file_create(log->dirfd, &h, &renamed, &syncfd);
     if (fd < 0) return renamed ? (log->failed = fd) : fd;
     rc = map_file(fd, h.size, 1, &map);
     if (rc) {
+        close(syncfd);
         close(fd);
         return log->failed = rc; /* the new file is in place: the old one is closed */
     }
@@ -475,8 +508,11 @@ static int rotate(ff_log *log, uint64_t need)
         munmap(log->map, log->h.size);
         close(log->fd);
     }
+    close(log->syncfd); /* a datasync job in flight has a dup of its own */
     push_older(log, &log->h, log->written);
     log->fd = fd;
+    log->syncfd = syncfd;
+    log->t_err = log->t_fd_seen = log->t_sync_seen = 0;
     log->map = map;
     log->h = h;
     log->off = log->synced = FILE_HDR;
@@ -698,11 +734,12 @@ static int cut_tail(struct recover *r, const char *name, uint8_t *map, const str
 }
 
 /* Makes the scanned last file the current file of the log. */
-static void install_last(struct recover *r, int fd, uint8_t *map, const struct fhdr *h,
+static void install_last(struct recover *r, int fd, int syncfd, uint8_t *map, const struct fhdr *h,
                          uint64_t end)
 {
     ff_log *log = r->log;
     log->fd = fd;
+    log->syncfd = syncfd;
     log->map = map;
     log->h = *h;
     log->off = log->synced = end;
@@ -755,11 +792,15 @@ static int recover_file(struct recover *r, uint64_t base, int last)
     uint64_t end;
     int64_t trunc = -1;
     const char *why;
-    int fd, rc;
+    int fd, syncfd = -1, rc;
 
     log_name(name, base);
     fd = openat(r->log->dirfd, name, (last ? O_RDWR : O_RDONLY) | O_CLOEXEC);
     if (fd < 0) return -errno;
+    if (last && (syncfd = openat(r->log->dirfd, name, O_RDONLY | O_CLOEXEC)) < 0) {
+        rc = -errno; /* before any write: DATASYNC JOBS */
+        goto out_close;
+    }
     rc = read_header(r, fd, name, base, last, &h);
     if (!rc) rc = check_chain(r, name, base, &h);
     if (!rc && !r->have_prev) /* earlier files were released */
@@ -782,12 +823,13 @@ static int recover_file(struct recover *r, uint64_t base, int last)
         rc = -errno;
         goto out_unmap;
     }
-    install_last(r, fd, map, &h, end);
+    install_last(r, fd, syncfd, map, &h, end);
     return 0;
 
 out_unmap:
     munmap(map, h.size);
 out_close:
+    if (syncfd >= 0) close(syncfd);
     close(fd);
     return rc;
 }
@@ -813,10 +855,11 @@ static int create_first(ff_log *log)
     int renamed, rc;
 
     h.size = log->file_bytes;
-    log->fd = file_create(log->dirfd, &h, &renamed);
+    log->fd = file_create(log->dirfd, &h, &renamed, &log->syncfd);
     if (log->fd < 0) return log->fd;
     rc = map_file(log->fd, h.size, 1, &log->map);
     if (rc) {
+        close(log->syncfd);
         close(log->fd);
         return rc;
     }
@@ -841,7 +884,7 @@ int ff_log_open(ff_log **out, const char *dir, const ff_log_opts *opts, ff_log_r
     memset(r.rep, 0, sizeof *r.rep);
     r.rep->cut_offset = -1;
     r.log = log;
-    log->fd = -1;
+    log->fd = log->syncfd = -1;
     log->page = (size_t)sysconf(_SC_PAGESIZE);
     log->file_bytes = opts && opts->file_bytes ? opts->file_bytes : DEFAULT_BYTES;
     if (log->file_bytes < MIN_FILE_BYTES) log->file_bytes = MIN_FILE_BYTES;
@@ -1080,13 +1123,41 @@ int ff_log_release_end(ff_log *log, ff_log_release_job *job)
     return rc;
 }
 
-int ff_log_open_current(const ff_log *log)
+int ff_log_datasync_begin(ff_log *log, ff_log_datasync_job *job)
 {
-    if (log->failed) return log->failed;
-    char name[NAME_LEN + 1];
-    log_name(name, log->h.base);
-    int fd = openat(log->dirfd, name, O_RDONLY | O_CLOEXEC);
-    return fd < 0 ? -errno : fd;
+    *job = (ff_log_datasync_job){.fd = -1, .lsn = log->written, .rc = log->failed};
+    if (!job->rc && (job->fd = dup(log->syncfd)) < 0) job->rc = -errno;
+    if (!job->rc && log->t_sync_seen != log->t_err) { /* tests: ff__log_test_wb_error */
+        log->t_sync_seen = log->t_err;
+        job->t_eio = true;
+    }
+    return job->rc;
+}
+
+int ff_log_datasync_run(ff_log_datasync_job *job)
+{
+    if (job->rc) return job->rc;
+    if (fdatasync(job->fd) != 0)
+        job->rc = -errno;
+    else if (job->t_eio)
+        job->rc = -EIO;
+    job->ran = true;
+    return job->rc;
+}
+
+int ff_log_datasync_end(ff_log *log, ff_log_datasync_job *job)
+{
+    int rc = job->rc;
+    if (job->fd >= 0) close(job->fd);
+    if (rc && job->ran && !log->failed) log->failed = rc; /* see DATASYNC JOBS */
+    *job = (ff_log_datasync_job){.fd = -1};
+    return rc;
+}
+
+void ff__log_test_wb_error(ff_log *log, bool told)
+{
+    log->t_err++;
+    if (told) log->t_fd_seen = log->t_err;
 }
 
 int ff_log_close(ff_log *log)
@@ -1096,6 +1167,7 @@ int ff_log_close(ff_log *log)
     if (log->resv_len) ff_log_commit(log, 0);
     int rc = ff_log_sync(log);
     munmap(log->map, log->h.size);
+    close(log->syncfd);
     if (close(log->fd) != 0 && rc == 0) rc = -errno;
     close(log->dirfd);
     free(log->older);

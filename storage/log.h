@@ -18,9 +18,9 @@
  * of the last appended record, ff_log_durable() the LSN up to which everything is on
  * stable storage. An ack for a record at LSN x may be released once durable >= x.
  *
- * Threads: one ff_log is used by one thread (the owner), with one exception: the
- * msync of a sync job (ff_log_sync_run, below) may run on any other thread while the
- * owner goes on appending.
+ * Threads: one ff_log is used by one thread (the owner), with these exceptions: the
+ * run of a sync, release or datasync job (ff_log_sync_run, ff_log_release_run,
+ * ff_log_datasync_run, below) may run on any other thread while the owner goes on.
  */
 #ifndef FF_STORAGE_LOG_H
 #define FF_STORAGE_LOG_H
@@ -165,17 +165,46 @@ typedef struct ff_log_release_job {
 void ff_log_release_begin(ff_log *log, uint64_t upto, ff_log_release_job *job);
 void ff_log_release_run(ff_log_release_job *job);
 int ff_log_release_end(ff_log *log, ff_log_release_job *job);
-/* The current file, opened again (a file description of its own, so that a writeback
- * error is reported to it and, separately, to the log's next sync): fdatasync() on it
- * makes every committed record durable (older files were synced when the log rotated
- * away from them), from any thread, while the owner goes on appending. The caller
- * closes it. -errno on failure, or the log's sticky error if it has failed. */
-int ff_log_open_current(const ff_log *log);
+/*
+ * Making every committed record durable from another thread, while the owner goes on
+ * appending, with one fdatasync() of the current file (older files were synced when the
+ * log rotated away from them); footfall's engine commits a checkpoint this way. The
+ * descriptor is one the log opened on the file before writing to it, so that no
+ * writeback error since can escape it (storage/log.c, DATASYNC JOBS).
+ *   ff_log_datasync_begin (owner) notes the target LSN (= ff_log_written() now) and a
+ *                         descriptor of the current file in *job. Returns 0, or the
+ *                         log's sticky error or -errno (then run returns it too).
+ *   ff_log_datasync_run   (any thread) fdatasync()s it; touches only *job. Returns 0
+ *                         (every record <= job->lsn is durable) or the error.
+ *   ff_log_datasync_end   (owner) closes the descriptor and returns the job's result. A
+ *                         failed fdatasync() makes the log fail for good, as a failed
+ *                         sync does (jobs share the descriptor, and an error is
+ *                         reported to it once). Does not move ff_log_durable().
+ * Every begin needs its end, also when begin failed. Jobs may overlap sync jobs,
+ * rotation and each other; not ff_log_close().
+ */
+typedef struct ff_log_datasync_job {
+    int fd;       /* a dup of the log's descriptor of the file current at begin, or -1 */
+    uint64_t lsn; /* every record <= lsn is durable once run succeeds */
+    int rc;       /* begin's error, then run's */
+    bool ran;     /* run called fdatasync() */
+    bool t_eio;   /* tests: an error ff__log_test_wb_error() injected before begin */
+} ff_log_datasync_job;
+int ff_log_datasync_begin(ff_log *log, ff_log_datasync_job *job);
+int ff_log_datasync_run(ff_log_datasync_job *job);
+int ff_log_datasync_end(ff_log *log, ff_log_datasync_job *job);
 /* Every record with LSN <= this was released (0 when nothing ever was): the first
  * file's prev_end. Recovery only replays records after it. */
 uint64_t ff_log_start(const ff_log *log);
 
 /* Syncs and closes; frees log. */
 int ff_log_close(ff_log *log);
+
+/* Tests only: as if the writeback of the current file failed now. Linux then reports
+ * EIO once to each open description of the file, at its next sync (errseq): here to the
+ * log's own (its next ff_log_sync() or rotation fails) and to the one datasync jobs
+ * share (the next job begun fails). told: the log's own description was told already
+ * (as by the run of a sync job whose end has not run yet), so its syncs do not fail. */
+void ff__log_test_wb_error(ff_log *log, bool told);
 
 #endif /* FF_STORAGE_LOG_H */

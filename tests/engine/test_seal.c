@@ -523,6 +523,43 @@ Test(seal, commits_run_as_jobs_and_a_failed_or_crashed_one_loses_nothing)
     rm_tree(dir);
 }
 
+/* A writeback error of the log after its last sync, told already to the log's own
+ * description (as to a sync job whose end is still to come), must not be missed by the
+ * commit job begun next: it would write a checkpoint covering records the disk lost, and
+ * the restart would refuse to start. The commit fails, the checkpoint stays, the log
+ * fails (storage/log.c, DATASYNC JOBS). */
+Test(seal, a_log_writeback_error_before_a_commit_job_fails_it_and_the_log)
+{
+    static script s;
+    make_script(&s, 44);
+    char dir[64];
+    make_tmpdir(dir, sizeof(dir));
+    fake_clock clk = {.now = T0};
+    ff_engine_opts o = seal_opts(&clk, dir);
+    o.seal_async = true;
+    ff_engine *e = open_engine(&o);
+    topology(e);
+    int i = 0;
+    ff_seal_job *j = play_until_job(e, &clk, &s, &i, FF__JOB_SEAL, -1);
+    cr_assert_not_null(j);
+    size_t before = committed_segments(dir);
+    cr_assert_eq(ff_engine_seal_end(e, j, ff_engine_seal_run(j)), 0);
+    ff__log_test_wb_error(e->log, true);
+    cr_assert_eq(ff_engine_seal_begin(e, &j), 1);
+    cr_assert_eq(ff__seal_job_kind(j), FF__JOB_COMMIT);
+    cr_assert_eq(ff_engine_seal_end(e, j, ff_engine_seal_run(j)), -EIO);
+    cr_assert_eq(committed_segments(dir), before, "a checkpoint covers lost records");
+    cr_assert_eq(ff_engine_sync(e), -EIO, "the log goes on as if nothing was lost");
+    ff_engine_tick(e);
+    if (ff_engine_seal_begin(e, &j) == 1) {
+        cr_assert_eq(ff__seal_job_kind(j), FF__JOB_COMMIT);
+        cr_assert_eq(ff_engine_seal_end(e, j, ff_engine_seal_run(j)), -EIO, "a retry commits");
+    }
+    cr_assert_eq(committed_segments(dir), before);
+    ff_engine_close(e);
+    rm_tree(dir);
+}
+
 /* A late event into sealed history during every commit job leaves the next commit due
  * at once; seals must still get their turn (every other job), or memory and the log
  * would grow for as long as the late events came. */
@@ -1046,6 +1083,177 @@ Test(seal, the_topology_snapshot_is_rewritten_only_when_the_topology_changes)
     ff_engine_close(e);
     free(want.b), free(got.b);
     rm_tree(dir);
+}
+
+/* Flips byte off of every segment file in dir. */
+static void garble_segments(const char *dir, long off)
+{
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d);
+    char name[256];
+    for (struct dirent *de; (de = readdir(d));)
+        if (strncmp(de->d_name, "seg-", 4) == 0) garble(dir, de->d_name, off, name, sizeof(name));
+    closedir(d);
+}
+
+/* A seal or merge job that fails says why, naming the file (ff_engine_seal_error, which
+ * footfalld prints): the corrupt segment a merge read, the segment a seal could not
+ * write. A job that succeeds clears it. */
+Test(seal, a_failed_job_names_its_file)
+{
+    static script s;
+    make_script(&s, 45);
+    char dir[64], segdir[96], away[128];
+    make_tmpdir(dir, sizeof(dir));
+    snprintf(segdir, sizeof(segdir), "%s/segments", dir);
+    snprintf(away, sizeof(away), "%s/segments.away", dir);
+    fake_clock clk = {.now = T0};
+    ff_engine_opts o = seal_opts(&clk, dir);
+    o.seal_async = true;
+    ff_engine *e = open_engine(&o);
+    topology(e);
+    int i = 0;
+    ff_seal_job *j = play_until_job(e, &clk, &s, &i, FF__JOB_SEAL, 100);
+    cr_assert_not_null(j);
+    cr_assert_eq(rename(segdir, away), 0); /* where the seal writes is gone */
+    cr_assert_eq(ff_engine_seal_end(e, j, ff_engine_seal_run(j)), -ENOENT);
+    const char *why = ff_engine_seal_error(e);
+    cr_assert_not_null(strstr(why, "/segments/seg-"), "error \"%s\"", why);
+    cr_assert_not_null(strstr(why, strerror(ENOENT)), "error \"%s\"", why);
+    cr_assert_eq(rename(away, segdir), 0);
+
+    j = play_until_job(e, &clk, &s, &i, FF__JOB_MERGE, i);
+    cr_assert_not_null(j, "no merge job was begun");
+    cr_assert_str_empty(ff_engine_seal_error(e), "the jobs since succeeded");
+    garble_segments(segdir, 40); /* inside the first block: read by the merge */
+    cr_assert_eq(ff_engine_seal_end(e, j, ff_engine_seal_run(j)), FF_ECORRUPT);
+    why = ff_engine_seal_error(e);
+    cr_assert_not_null(strstr(why, "corrupt at offset"), "error \"%s\"", why);
+    cr_assert_not_null(strstr(why, "/segments/seg-"), "error \"%s\"", why);
+    ff_engine_close(e);
+    rm_tree(dir);
+}
+
+/* The bytes of dir/name, into buf (at most n); their number, -1 if missing. */
+static ssize_t slurp(const char *dir, const char *name, char *buf, size_t n)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return -1;
+    ssize_t k = read(fd, buf, n);
+    close(fd);
+    return k;
+}
+
+/* A commit of e as it is now: ff_engine_checkpoint, or with seal_async the commit job a
+ * late event into sealed history makes due (sequence number seq). */
+static int commit_now(ff_engine *e, bool async, uint16_t seq)
+{
+    if (!async) return ff_engine_checkpoint(e);
+    ff_event late = ev_make(101, T0 + FF_SECOND / 2, 1, seq);
+    uint8_t out;
+    cr_assert_eq(ff_engine_ingest(e, &late, 1, &out, NULL), 0);
+    cr_assert_eq(out, FF_OUT_LATE);
+    ff_engine_tick(e); /* a failed commit is retried after a tick */
+    ff_seal_job *j;
+    cr_assert_eq(ff_engine_seal_begin(e, &j), 1);
+    cr_assert_eq(ff__seal_job_kind(j), FF__JOB_COMMIT);
+    return ff_engine_seal_end(e, j, ff_engine_seal_run(j));
+}
+
+/* A checkpoint whose rename happened names its topology snapshot even when the
+ * directory fsync after it failed. The retry, after a topology change, must not write
+ * that snapshot's number again: a crash before the retry's own checkpoint would leave the
+ * first one with a topology from after its position, and a restart would apply the
+ * change again (here the deletion of a space that is not there: it would not start).
+ * Numbers are never reused; the snapshots of failed commits go at the next one that
+ * succeeds; a failed commit's snapshot serves the retry when nothing changed since. */
+Test(seal, a_snapshot_number_is_never_reused_after_a_failed_commit)
+{
+    for (int async = 0; async < 2; async++) {
+        static script s;
+        make_script(&s, 93);
+        char dir[64], names[4][256], named[256];
+        static char was[1 << 16], is[1 << 16];
+        make_tmpdir(dir, sizeof(dir));
+        fake_clock clk = {.now = T0};
+        ff_engine_opts o = seal_opts(&clk, dir);
+        o.seal_async = async;
+        o.max_lateness_us = 10 * FF_HOUR;
+        ff_engine *e = open_engine(&o);
+        topology(e);
+        int i = 0;
+        if (async) {
+            ff_seal_job *j = play_until_job(e, &clk, &s, &i, FF__JOB_SEAL, -1);
+            cr_assert_eq(ff_engine_seal_end(e, j, ff_engine_seal_run(j)), 0);
+        } else {
+            play(e, &clk, &s, 0, NEVENTS / 4, NULL);
+        }
+        cr_assert_eq(commit_now(e, async, 1000), 0);
+        cr_assert_eq(snapshots(dir, names), 1);
+
+        put_space(e, 77, "S77", false);
+        ff__seal_test_stop = FF__FAIL_DIRSYNC;
+        cr_assert_eq(commit_now(e, async, 1001), -EIO);
+        cr_assert_eq(ff__seal_test_stop, FF__STOP_HIT);
+        ff__seal_test_stop = FF__STOP_NONE;
+        cr_assert_eq(snapshots(dir, names), 2, "the old and the failed commit's snapshots");
+        snprintf(named, sizeof(named), "%s", strcmp(names[0], names[1]) > 0 ? names[0] : names[1]);
+        ssize_t n = slurp(dir, named, was, sizeof(was)); /* what checkpoint.ffc names now */
+        cr_assert_gt(n, 0);
+
+        cr_assert_eq(ff_engine_space_delete(e, 77), 0);
+        ff__seal_test_stop = FF__STOP_CKPT_TMP; /* a crash before the retry's rename */
+        cr_assert_eq(commit_now(e, async, 1002), -EINTR);
+        cr_assert_eq(ff__seal_test_stop, FF__STOP_HIT);
+        ff__seal_test_stop = FF__STOP_NONE;
+        cr_assert_eq(slurp(dir, named, is, sizeof(is)), n, "%s was written again", named);
+        cr_assert(memcmp(was, is, (size_t)n) == 0, "%s was written again", named);
+        answers want = answers_all(e, &s);
+        ff_engine_close(e);
+
+        ff_engine_recovery rep;
+        e = NULL;
+        int rc = ff_engine_open(&e, &o, &rep);
+        cr_assert_eq(rc, 0, "async %d: reopen: %s (%s)", async, ff_strerror(rc), rep.error);
+        cr_assert_eq(snapshots(dir, names), 1); /* the open may have committed anew */
+        snprintf(named, sizeof(named), "%s", names[0]);
+        answers got = answers_all(e, &s);
+        assert_same(&want, &got, "after the crash");
+        ff_space_info info;
+        cr_assert_eq(ff_engine_space_get(e, 77, &info), FF_ENOTFOUND);
+
+        put_space(e, 78, "S78", false); /* a failed commit, then one that succeeds */
+        ff__seal_test_stop = FF__FAIL_DIRSYNC;
+        cr_assert_eq(commit_now(e, async, 1003), -EIO);
+        ff__seal_test_stop = FF__STOP_NONE;
+        cr_assert_eq(snapshots(dir, names), 2);
+        char spare[256];
+        snprintf(spare, sizeof(spare), "%s", strcmp(names[0], named) == 0 ? names[1] : names[0]);
+        cr_assert_eq(commit_now(e, async, 1004), 0, "the topology did not change since");
+        cr_assert_eq(snapshots(dir, names), 1, "the old snapshot was removed");
+        cr_assert_str_eq(names[0], spare, "the failed commit's snapshot serves");
+
+        put_space(e, 79, "S79", false);
+        ff__seal_test_stop = FF__FAIL_DIRSYNC;
+        cr_assert_eq(commit_now(e, async, 1005), -EIO);
+        ff__seal_test_stop = FF__STOP_NONE;
+        put_space(e, 80, "S80", false);
+        cr_assert_eq(commit_now(e, async, 1006), 0);
+        cr_assert_eq(snapshots(dir, names), 1, "the failed commit's snapshot was removed");
+        cr_assert_str_gt(names[0], spare);
+        free(want.b), free(got.b);
+        want = answers_all(e, &s);
+        ff_engine_close(e);
+        e = open_engine(&o);
+        cr_assert_eq(ff_engine_space_get(e, 80, &info), 0);
+        got = answers_all(e, &s);
+        assert_same(&want, &got, "reopened");
+        ff_engine_close(e);
+        free(want.b), free(got.b);
+        rm_tree(dir);
+    }
 }
 
 static int count_row(void *ctx, const ff_occ_row *r)

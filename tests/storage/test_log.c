@@ -1065,3 +1065,59 @@ Test(log, failed_sync_job_makes_nothing_durable_and_the_log_fails)
     cr_assert_eq(err, -EIO, "a failed log takes no more records");
     cr_assert_eq(ff_log_close(log), -EIO);
 }
+
+/* A writeback error after the last sync, already told to the log's own description (a
+ * sync job's run took it; its end is still to come): a datasync job begun then must fail
+ * all the same -- a description opened at its begin would never be told (errseq) -- and
+ * its end fails the log, so that no later job or sync calls those records durable. */
+Test(log, a_writeback_error_told_elsewhere_still_fails_a_datasync_job_and_the_log)
+{
+    ff_log_datasync_job job;
+    ff_log *log = open_ok(NULL, NULL, NULL);
+    append_n(log, NULL, 0, 10);
+    cr_assert_eq(ff_log_sync(log), 0);
+    append_n(log, NULL, 10, 10);
+    ff__log_test_wb_error(log, true);
+    cr_assert_eq(ff_log_datasync_begin(log, &job), 0);
+    cr_assert_eq(job.lsn, ff_log_written(log));
+    cr_assert_eq(ff_log_datasync_run(&job), -EIO, "the error escaped the job");
+    cr_assert_eq(ff_log_datasync_end(log, &job), -EIO);
+    cr_assert_eq(ff_log_datasync_begin(log, &job), -EIO, "the next job is told by the log");
+    cr_assert_eq(ff_log_datasync_run(&job), -EIO);
+    cr_assert_eq(ff_log_datasync_end(log, &job), -EIO);
+    cr_assert_eq(ff_log_sync(log), -EIO, "the log failed");
+    int err = 0;
+    cr_assert_null(ff_log_reserve(log, 1, 8, &err));
+    cr_assert_eq(err, -EIO);
+    cr_assert_eq(ff_log_close(log), -EIO);
+}
+
+/* The datasync descriptor of a file made by rotation, and of the last file of a reopened
+ * log, is opened before anything is written to it too; a job begun before a rotation
+ * syncs the file it began on, which rotation leaves to it. */
+Test(log, datasync_jobs_follow_rotation_and_reopen)
+{
+    ff_log_opts o = {.file_bytes = 8192};
+    ff_log_datasync_job job;
+    ff_log *log = open_ok(&o, NULL, NULL);
+    append_n(log, NULL, 0, 3);
+    cr_assert_eq(ff_log_datasync_begin(log, &job), 0);
+    uint32_t files = ff_log_files(log);
+    append_n(log, NULL, 3, 30);
+    cr_assert_gt(ff_log_files(log), files, "rotated while the job was in flight");
+    cr_assert_eq(ff_log_datasync_run(&job), 0);
+    cr_assert_eq(ff_log_datasync_end(log, &job), 0);
+    ff__log_test_wb_error(log, false); /* on the file rotation made */
+    cr_assert_eq(ff_log_datasync_begin(log, &job), 0);
+    cr_assert_eq(ff_log_datasync_run(&job), -EIO);
+    cr_assert_eq(ff_log_datasync_end(log, &job), -EIO);
+    cr_assert_eq(ff_log_close(log), -EIO, "the log failed");
+
+    log = open_ok(&o, NULL, NULL);
+    append_n(log, NULL, 33, 2);
+    ff__log_test_wb_error(log, true);
+    cr_assert_eq(ff_log_datasync_begin(log, &job), 0);
+    cr_assert_eq(ff_log_datasync_run(&job), -EIO);
+    cr_assert_eq(ff_log_datasync_end(log, &job), -EIO);
+    cr_assert_eq(ff_log_close(log), -EIO);
+}
