@@ -266,7 +266,8 @@ static void sync_done(uv_work_t *w, int status)
     s->m.syncs++;
     uint64_t now = uv_hrtime();
     ff__hist_add(&s->m.sync_wait, now - s->sync_began);
-    tell_slow(s, now, now - s->sync_began, "a log sync took");
+    if (s->opts.fsync_mode == FF_FSYNC_ALWAYS) /* else no answer waits for it */
+        tell_slow(s, now, now - s->sync_began, "a log sync took");
     if (rc < 0) sync_failed(s, rc);
     if (s->stopping) return; /* answered by the final sync; handles are closing */
     release(s);
