@@ -184,13 +184,30 @@ def header_limit():
     assert srv.get("/healthz")["status"] == "ok"
 
 
+def slow_turn_told():
+    # One PUT of 200,000 DPUs is applied in one turn of the loop: longer than 100 ms, so
+    # footfalld says so on stderr although it runs --quiet, and the histogram has it.
+    doc = {"spaces": [{"id": 600, "name": "Turnstile hall"}], "doorways": [{"id": 601, "name": "Gate"}],
+           "dpus": [{"id": 2000000 + i, "doorway_id": 601, "entry_space_id": 600}
+                    for i in range(200000)]}
+    st, _, x = req("PUT", "/v1/topology", doc)
+    assert st == 200, x
+    m = srv.get("/metrics")
+    worst = float(next(ln for ln in m.splitlines()
+                       if ln.startswith("footfall_loop_busy_max_seconds ")).split()[-1])
+    assert worst >= 0.1, worst
+    told = [ln for ln in srv.stderr().splitlines() if "one loop turn was busy" in ln]
+    assert len(told) == 1 and "answers waited as long" in told[0], told
+
+
 for name, fn in [("token required for changes, not for reads", token_needed),
                  ("spaces, doorways, DPUs: create, conflict, delete", topology_crud),
                  ("events in, count / counts / occupancy / DPU events out", events_and_queries),
                  ("assignment versions", assignment_versions),
                  ("topology document applied idempotently", topology_document),
                  ("healthz and metrics", operations),
-                 ("request headers up to 8 KiB, 431 past that", header_limit)]:
+                 ("request headers up to 8 KiB, 431 past that", header_limit),
+                 ("a loop turn over 100 ms is told on stderr", slow_turn_told)]:
     r.check(name, fn)
 srv.close()
 r.finish()
