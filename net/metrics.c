@@ -174,6 +174,10 @@ void ff__metrics_write(ff_server *s, ff_buf *b)
          "Each group-commit sync of the log, from its begin to its end (what an acknowledged "
          "answer waits for under --fsync always).",
          "The longest sync since the start.", &s->m.sync_wait);
+    hist(b, "footfall_ack_wait_seconds",
+         "Each UDP or TCP ack, from the read of its frame to the ack's send (what a sender "
+         "waits for, less the network).",
+         "The longest-held ack since the start.", &s->m.ack_wait);
     one(b, "footfall_spaces", "gauge", "Spaces defined.", ff_engine_space_count(s->eng));
     one(b, "footfall_dpus", "gauge", "DPUs registered.", ff_engine_dpu_count(s->eng));
     metric(b, "footfall_uptime_seconds", "gauge", "Seconds since the server started.");

@@ -74,6 +74,7 @@ struct tcp_conn {
     size_t len;
     struct tcp_ack {
         uint64_t lsn;
+        uint64_t read_at; /* uv_hrtime() when its frame was read */
         uint8_t bytes[FF_ACK_SIZE];
         bool close_after;
     } * acks;
@@ -148,11 +149,13 @@ static void flush_udp_acks(ff_server *s, uint64_t rel)
     if (s->uack_len == 0 || fd < 0) return;
     struct mmsghdr msgs[64];
     struct iovec iov[64];
+    uint64_t now = uv_hrtime();
     while (s->uack_len > 0) {
         unsigned n = 0;
         while (n < 64 && n < s->uack_len) {
             udp_ack *a = &s->uacks[(s->uack_head + n) & (s->uack_cap - 1)];
             if (a->lsn > rel) break;
+            ff__hist_add(&s->m.ack_wait, now - a->read_at);
             iov[n] = (struct iovec){a->bytes, FF_ACK_SIZE};
             msgs[n].msg_hdr = (struct msghdr){
                 .msg_name = &a->addr,
@@ -358,6 +361,7 @@ static void udp_queue_ack(ff_server *s, const struct sockaddr *addr, const ff_ac
     }
     udp_ack *a = &s->uacks[(s->uack_head + s->uack_len) & (s->uack_cap - 1)];
     a->lsn = ack_lsn(s, ack);
+    a->read_at = s->read_at;
     memset(&a->addr, 0, sizeof(a->addr));
     memcpy(&a->addr, addr,
            addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
@@ -406,6 +410,7 @@ static void udp_readable(uv_poll_t *p, int status, int events)
         }
         int n = recvmmsg(s->udp_fd, rx->msgs, UDP_BATCH, MSG_DONTWAIT, NULL);
         if (n <= 0) break; /* EAGAIN, or an error the next readiness will show again */
+        s->read_at = uv_hrtime();
         for (int i = 0; i < n; i++) {
             const struct msghdr *m = &rx->msgs[i].msg_hdr;
             if (rx->msgs[i].msg_len == 0) continue;
@@ -506,6 +511,7 @@ static void tcp_queue_ack(tcp_conn *c, const ff_ack *ack, bool close_after)
     }
     struct tcp_ack *a = &c->acks[(c->ack_head + c->ack_len) & (c->ack_cap - 1)];
     a->lsn = ack_lsn(c->s, ack);
+    a->read_at = c->s->read_at;
     a->close_after = close_after;
     ff_ack_encode(a->bytes, ack);
     c->ack_len++;
@@ -531,12 +537,14 @@ static void tcp_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 static void tcp_flush_acks(tcp_conn *c, uint64_t rel)
 {
     uint8_t out[64 * FF_ACK_SIZE];
+    uint64_t now = uv_hrtime();
     while (c->ack_len > 0 && !c->closing) {
         size_t n = 0;
         bool close_after = false;
         while (n < 64 && n < c->ack_len && !close_after) {
             struct tcp_ack *a = &c->acks[(c->ack_head + n) & (c->ack_cap - 1)];
             if (a->lsn > rel) break;
+            ff__hist_add(&c->s->m.ack_wait, now - a->read_at);
             memcpy(out + n * FF_ACK_SIZE, a->bytes, FF_ACK_SIZE);
             close_after = a->close_after;
             n++;
@@ -614,6 +622,7 @@ static void tcp_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     c->len += (size_t)nread;
+    c->s->read_at = uv_hrtime();
     if (!tcp_consume(c) || c->ack_len >= TCP_MAX_PENDING_ACKS) {
         uv_read_stop(st);
         c->reading = false;

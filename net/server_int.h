@@ -32,11 +32,13 @@ typedef struct ff_net_metrics {
     uint64_t segment_read_errors; /* answers withheld: a sealed segment failed a check */
     ff_hist loop_busy;            /* busy time of each loop turn (server.c, on_watch) */
     ff_hist sync_wait;            /* each group-commit sync, from its begin to its end */
+    ff_hist ack_wait;             /* each UDP or TCP ack, from its frame's read to its send */
 } ff_net_metrics;
 
 /* A pending UDP ack: sent once the log position lsn is released. */
 typedef struct udp_ack {
     uint64_t lsn;
+    uint64_t read_at; /* uv_hrtime() when its frame was read */
     struct sockaddr_storage addr;
     uint8_t bytes[24];
 } udp_ack;
@@ -65,6 +67,7 @@ typedef struct ff_server {
     uv_prepare_t watch;            /* measures each loop turn (on_watch) */
     uint64_t watch_at, watch_idle; /* the last turn's start: hrtime, idle time */
     uint64_t slow_told;            /* hrtime of the last slow-turn or slow-sync line */
+    uint64_t read_at;              /* uv_hrtime() of the latest UDP or TCP read */
     uv_work_t sync_req;            /* the one sync job in flight (group commit) */
     ff_log_sync_job sync_job;      /* what it syncs: owned by the job while sync_busy */
     int sync_rc;                   /* its msync's result, written by the worker */

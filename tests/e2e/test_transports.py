@@ -20,12 +20,15 @@ def chunks(evs, size):
 
 
 def deliver(srv, how, evs):
+    """Returns the number of acks received."""
     if how == "udp":
         acks = srv.send_udp(chunks(evs, 64))
         assert all(a is not None and a["status"] in (0, 1) for a in acks), acks
+        return len(acks)
     elif how == "tcp":
         acks = srv.send_tcp(chunks(evs, 100))
         assert len(acks) == len(chunks(evs, 100)) and all(a["status"] == 0 for a in acks), acks
+        return len(acks)
     elif how == "json":
         for c in chunks(evs, 500):
             res = srv.post_json(c)
@@ -34,6 +37,24 @@ def deliver(srv, how, evs):
         for c in chunks(evs, 700):
             res = srv.post_csv(c)
             assert res["refused"] == [], res
+    return 0
+
+
+def ack_wait(srv, acked):
+    """Every UDP and TCP ack sent is in footfall_ack_wait_seconds (retransmits get acks
+    too, so at least as many as the sender saw), a histogram whose +Inf bucket is its
+    count and whose longest wait is at most their sum."""
+    m = srv.get("/metrics").splitlines()
+
+    def value(name):
+        return float(next(ln for ln in m if ln.startswith(name + " ")).split()[-1])
+
+    buckets = [int(ln.split()[-1]) for ln in m if ln.startswith("footfall_ack_wait_seconds_bucket")]
+    count = value("footfall_ack_wait_seconds_count")
+    assert len(buckets) == 8 and buckets[-1] == count >= acked, (buckets, count, acked)
+    assert all(a <= b for a, b in zip(buckets, buckets[1:])), buckets
+    worst, total = value("footfall_ack_wait_max_seconds"), value("footfall_ack_wait_seconds_sum")
+    assert (0 < worst <= total) if acked else (worst == total == 0), (worst, total)
 
 
 def run_mix(plan):
@@ -42,8 +63,8 @@ def run_mix(plan):
         evs = list(EVENTS)
         rng.shuffle(evs)
         parts = chunks(evs, len(evs) // len(plan) + 1)
-        for how, part in zip(plan, parts):
-            deliver(srv, how, part)
+        acked = sum(deliver(srv, how, part) for how, part in zip(plan, parts))
+        ack_wait(srv, acked)
         return answers(srv, [1, 2], T0 - US, T0 + SPAN + US)
     finally:
         srv.close()
