@@ -153,6 +153,10 @@ void ff__metrics_write(ff_server *s, ff_buf *b)
     one(b, "footfall_log_sync_errors_total", "counter", "Failed syncs of the log.",
         s->m.sync_errors);
     one(b, "footfall_segments_sealed_total", "counter", "Segments sealed.", st.segments_sealed);
+    one(b, "footfall_seal_errors_total", "counter",
+        "Failed seals, merges and checkpoint commits (each is retried on the next tick; "
+        "stderr says why, at most one line every 10 s).",
+        s->m.seal_errors);
     one(b, "footfall_segments", "gauge", "Live segment files.", st.segments);
     one(b, "footfall_segment_read_errors_total", "counter",
         "Answers withheld (500) because a sealed segment failed a check; each damaged file "

@@ -679,16 +679,34 @@ static void seal_work(uv_work_t *w)
 
 static void seal_step(ff_server *s);
 
+/* A failed job is retried on the next tick, so a lasting cause (a full disk) fails every
+ * 100 ms: it is counted every time and told at most once every SLOW_EVERY_S seconds. */
+static void seal_failed(ff_server *s, int rc)
+{
+    s->m.seal_errors++;
+    uint64_t now = uv_hrtime();
+    if (s->seal_err_told && now - s->seal_err_told < SLOW_EVERY_S * 1000000000ull) {
+        s->seal_err_untold++;
+        return;
+    }
+    const char *why = ff_engine_seal_error(s->eng); /* names the file, when there is one */
+    fprintf(stderr, "footfalld: sealing, merging or checkpoint failed (retried later): %s",
+            why[0] ? why : ff_strerror(rc));
+    if (s->seal_err_untold)
+        fprintf(stderr, " (and %llu times since the last such line)",
+                (unsigned long long)s->seal_err_untold);
+    fputc('\n', stderr);
+    s->seal_err_told = now;
+    s->seal_err_untold = 0;
+}
+
 /* Loop thread: the segment is attached and committed, or discarded if stale. */
 static void seal_done(uv_work_t *w, int status)
 {
     ff_server *s = w->data;
     int rc = ff_engine_seal_end(s->eng, s->seal_job, status < 0 ? status : s->seal_rc);
     s->seal_job = NULL;
-    const char *why = ff_engine_seal_error(s->eng); /* names the file, when there is one */
-    if (rc < 0 && rc != -EINTR)
-        fprintf(stderr, "footfalld: sealing, merging or checkpoint failed (retried later): %s\n",
-                why[0] ? why : ff_strerror(rc));
+    if (rc < 0 && rc != -EINTR) seal_failed(s, rc);
     seal_step(s); /* the commit that follows a seal or merge */
 }
 

@@ -30,6 +30,7 @@ typedef struct ff_net_metrics {
     uint64_t http_requests, http_events, http_errors;
     uint64_t syncs, sync_errors;
     uint64_t segment_read_errors; /* answers withheld: a sealed segment failed a check */
+    uint64_t seal_errors;         /* failed seal, merge or commit jobs (each retried) */
     ff_hist loop_busy;            /* busy time of each loop turn (server.c, on_watch) */
     ff_hist sync_wait;            /* each group-commit sync, from its begin to its end */
     ff_hist ack_wait;             /* each UDP or TCP ack, from its frame's read to its send */
@@ -67,6 +68,8 @@ typedef struct ff_server {
     uv_prepare_t watch;            /* measures each loop turn (on_watch) */
     uint64_t watch_at, watch_idle; /* the last turn's start: hrtime, idle time */
     uint64_t slow_told;            /* hrtime of the last slow-turn or slow-sync line */
+    uint64_t seal_err_told;        /* hrtime of the last seal-failure line */
+    uint64_t seal_err_untold;      /* failures since that line, not told */
     uint64_t read_at;              /* uv_hrtime() of the latest UDP or TCP read */
     uv_work_t sync_req;            /* the one sync job in flight (group commit) */
     ff_log_sync_job sync_job;      /* what it syncs: owned by the job while sync_busy */

@@ -50,6 +50,11 @@ def clean_stop_commits_and_restart_replays_nothing():
                  and metric(srv, "footfall_pending_rows") == 0
                  and metric(srv, "footfall_settled_rows") == 0)
         wait_for("a failed commit", lambda: "checkpoint failed (retried later)" in srv.stderr())
+        # retried every tick (100 ms), counted every time, told once in 10 s
+        failed = metric(srv, "footfall_seal_errors_total")
+        wait_for("more failed commits", lambda: metric(srv, "footfall_seal_errors_total") >= failed + 5)
+        told = srv.stderr().count("checkpoint failed (retried later)")
+        assert told == 1, srv.stderr()[-2000:]
         want = answers(srv, [1, 2], T0 - US, T0 + SPAN + US, with_meta=True)
         os.rmdir(blocker)
         assert srv.stop() == 0, srv.stderr()[-2000:]
