@@ -232,6 +232,10 @@ static int list_dpu(void *ctx, uint32_t id, const ff_assignment *v, size_t n)
 
 json_t *ff__api_parse_body(const ff_api_req *q, ff_api_reply *r)
 {
+    if (q->parsed) { /* parsed off the loop (http.c) */
+        if (q->doc == NULL) BAD_REQUEST(r, "%s", q->doc_error);
+        return q->doc ? json_incref(q->doc) : NULL;
+    }
     json_error_t e;
     json_t *j = json_loadb(q->body, q->body_len, JSON_REJECT_DUPLICATES, &e);
     if (j == NULL)
@@ -459,16 +463,10 @@ static int status_of(int rc)
     return rc == FF_EEXIST || rc == FF_ECONFLICT ? 409 : rc == FF_ENOTFOUND ? 404 : 400;
 }
 
-int ff__api_apply_topology(ff_engine *e, const char *json, size_t len, char *err, size_t errlen,
-                           int *status)
+/* Applies the parsed document doc (borrowed). */
+static int apply_topology_doc(ff_engine *e, json_t *doc, char *err, size_t errlen, int *status)
 {
-    json_error_t je;
-    json_t *doc = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
     *status = 400;
-    if (doc == NULL) {
-        snprintf(err, errlen, "invalid JSON at line %d column %d: %s", je.line, je.column, je.text);
-        return FF_EFORMAT;
-    }
     int rc = 0;
     if (!json_is_object(doc)) {
         snprintf(err, errlen, "a topology document is a JSON object with spaces, doorways, dpus");
@@ -500,13 +498,27 @@ int ff__api_apply_topology(ff_engine *e, const char *json, size_t len, char *err
     }
     free(d.space_ids);
     free(d.doorway_ids);
+    if (rc == 0) *status = 200;
+    return rc;
+}
+
+int ff__api_apply_topology(ff_engine *e, const char *json, size_t len, char *err, size_t errlen,
+                           int *status)
+{
+    json_error_t je;
+    json_t *doc = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
+    *status = 400;
+    if (doc == NULL) {
+        snprintf(err, errlen, "invalid JSON at line %d column %d: %s", je.line, je.column, je.text);
+        return FF_EFORMAT;
+    }
+    int rc = apply_topology_doc(e, doc, err, errlen, status);
     json_decref(doc);
 #ifdef __GLIBC__
     /* A large document leaves tens of MB of small freed blocks (about 1 KB of jansson
      * objects per DPU); give them back rather than keep them resident. */
     if (len > (1u << 20)) malloc_trim(0);
 #endif
-    if (rc == 0) *status = 200;
     return rc;
 }
 
@@ -657,7 +669,10 @@ static void put_topology(ff_server *s, const ff_api_req *q, ff_api_reply *r)
 {
     char err[512];
     int status;
-    int rc = ff__api_apply_topology(s->eng, q->body, q->body_len, err, sizeof(err), &status);
+    json_t *doc = ff__api_parse_body(q, r);
+    if (doc == NULL) return;
+    int rc = apply_topology_doc(s->eng, doc, err, sizeof(err), &status);
+    json_decref(doc);
     if (rc < 0) {
         if (status == 409)
             CONFLICT(r, "%s", err);

@@ -11,20 +11,41 @@
  * suspended with the log position it needs; the server's commit step calls
  * ff__http_release() after its sync, which resumes those connections in order, and
  * MHD calls the handler again, which queues the waiting answer.
+ *
+ * A large JSON body (PARSE_AWAY bytes or more) is parsed on the thread pool, not on the
+ * loop: jansson takes about 5 us per DPU of a topology document, a second for 200,000
+ * DPUs, and ingest and every answer would wait for it. The connection is suspended
+ * while the parse runs (the job owns the body meanwhile) and resumed when it is done;
+ * the handler then gets the parsed document in ff_api_req.doc, and the document is
+ * freed on the thread pool after the answer (freeing is the other tenth of the cost).
+ * One parse runs at a time, the others wait their turn in arrival order: the pool's
+ * four threads are also the log's sync and the seals', which acks wait for.
+ * Only the parse moves: what the document does to the engine is still done on the
+ * loop, in one piece, so a document is checked and applied against one state.
  */
 #include "net/server_int.h"
 
+#include <jansson.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #define FF_HTTP_MAX_BODY (16u << 20)
+#define PARSE_AWAY       (64u << 10)
+
+typedef struct parse_job parse_job;
 
 typedef struct http_req {
     ff_buf body;
     bool too_big;
     bool suspended;
+    parse_job *job; /* its body's parse in flight, or NULL */
+    bool parsed;    /* the body was parsed away: doc, or doc_error */
+    json_t *doc;    /* the parsed body; one reference, ours */
+    char doc_error[256];
     bool abandon; /* shutting down before its answer became durable: close, never answer */
     struct MHD_Connection *conn;
     struct MHD_Response *resp; /* an answer waiting for durability */
@@ -40,6 +61,21 @@ struct ff_http {
     uv_timer_t timer;
     int port;
     http_req *wait_head, *wait_tail; /* suspended, in log order */
+    http_req *parsing[64];           /* suspended for their bodies' parse, in arrival order */
+    unsigned nparsing;               /* the first one's parse runs if parse_running */
+    bool parse_running;
+};
+
+/* A parse on the thread pool, or the freeing of a parsed document. q is NULL once the
+ * request is gone (shutdown): then the job only cleans up after itself. */
+struct parse_job {
+    uv_work_t req;
+    ff_http *h;
+    http_req *q;
+    bool started; /* queued on the thread pool */
+    ff_buf body;
+    json_t *doc;
+    char error[256];
 };
 
 static void http_schedule(ff_http *h);
@@ -109,6 +145,134 @@ static enum MHD_Result too_big(ff_server *s, struct MHD_Connection *c)
     return queue(c, 413, make_response(&r));
 }
 
+/* ---- Large bodies parsed away from the loop --------------------------------------- */
+
+static void parse_work(uv_work_t *w)
+{
+    parse_job *j = w->data;
+    json_error_t e;
+    j->doc = json_loadb(j->body.p, j->body.len, JSON_REJECT_DUPLICATES, &e);
+    if (j->doc == NULL)
+        snprintf(j->error, sizeof j->error, "invalid JSON at line %d column %d: %s", e.line,
+                 e.column, e.text);
+}
+
+static void parse_done(uv_work_t *w, int status);
+
+/* Starts the parse of the first waiting body, unless one runs. */
+static void parse_next(ff_http *h)
+{
+    if (h->parse_running || h->nparsing == 0) return;
+    parse_job *j = h->parsing[0]->job;
+    j->started = true;
+    h->parse_running = true;
+    uv_queue_work(h->s->loop, &j->req, parse_work, parse_done);
+}
+
+static void take_out(ff_http *h, http_req *q)
+{
+    unsigned i = 0;
+    while (i < h->nparsing && h->parsing[i] != q) i++;
+    FF_ASSERT(i < h->nparsing);
+    memmove(h->parsing + i, h->parsing + i + 1, (h->nparsing - i - 1) * sizeof(*h->parsing));
+    h->nparsing--;
+}
+
+/* Takes q out of the waiting list (it is going away); a job not yet started goes with
+ * it, a running one finishes and cleans up after itself. */
+static void unlist_parsing(ff_http *h, http_req *q)
+{
+    take_out(h, q);
+    parse_job *j = q->job;
+    q->job = NULL;
+    if (j->started) {
+        j->q = NULL; /* it runs on, and cleans up after itself without h */
+        h->parse_running = false;
+    } else {
+        ff_buf_release(&j->body);
+        free(j);
+    }
+}
+
+/* Loop thread: the request gets its body back, and its document, and is resumed. */
+static void parse_done(uv_work_t *w, int status)
+{
+    parse_job *j = w->data;
+    http_req *q = j->q;
+    if (q == NULL) { /* the request is gone (and so may be the server) */
+        if (j->doc) json_decref(j->doc);
+        ff_buf_release(&j->body);
+        free(j);
+        return;
+    }
+    ff_http *h = j->h;
+    h->parse_running = false;
+    take_out(h, q);
+    q->job = NULL;
+    q->body = j->body;
+    q->parsed = true;
+    q->doc = j->doc;
+    if (status < 0 && !q->doc)
+        snprintf(q->doc_error, sizeof q->doc_error, "parse cancelled");
+    else
+        memcpy(q->doc_error, j->error, sizeof q->doc_error);
+    free(j);
+    parse_next(h);
+    MHD_resume_connection(q->conn);
+    http_run(h);
+}
+
+/* Starts the parse of q's body on the thread pool, if it is a large JSON body and there
+ * is room to track it. Returns true if the request is now suspended waiting for it. */
+static bool parse_away(ff_http *h, http_req *q, struct MHD_Connection *c)
+{
+    if (q->parsed || q->body.len < PARSE_AWAY ||
+        h->nparsing == sizeof h->parsing / sizeof *h->parsing)
+        return false;
+    const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+    if (ct && strncasecmp(ct, "text/csv", 8) == 0) return false;
+    parse_job *j = ff_xcalloc(1, sizeof(*j));
+    j->h = h;
+    j->q = q;
+    j->body = q->body;
+    j->req.data = j;
+    ff_buf_init(&q->body);
+    q->job = j;
+    q->conn = c;
+    h->parsing[h->nparsing++] = q;
+    MHD_suspend_connection(c);
+    parse_next(h);
+    return true;
+}
+
+static void free_work(uv_work_t *w)
+{
+    parse_job *j = w->data;
+    json_decref(j->doc);
+#ifdef __GLIBC__
+    /* A large document leaves tens of MB of small freed blocks (about 1 KB of jansson
+     * objects per DPU); give them back rather than keep them resident. */
+    if (j->body.len > (1u << 20)) malloc_trim(0);
+#endif
+}
+
+static void free_done(uv_work_t *w, int status)
+{
+    (void)status;
+    free(w->data);
+}
+
+/* Hands q's document (the handler's references are dropped) to the thread pool to free. */
+static void free_away(ff_http *h, http_req *q)
+{
+    parse_job *j = ff_xcalloc(1, sizeof(*j));
+    j->doc = q->doc;
+    j->body.len = q->body.len; /* only its size: how much the document took */
+    j->req.data = j;
+    q->doc = NULL;
+    uv_queue_work(h->s->loop, &j->req, free_work, free_done);
+}
+
 static enum MHD_Result dispatch(ff_http *h, http_req *q, struct MHD_Connection *c, const char *url,
                                 const char *method)
 {
@@ -121,11 +285,15 @@ static enum MHD_Result dispatch(ff_http *h, http_req *q, struct MHD_Connection *
         .ctx = c,
         .body = q->body.p ? q->body.p : "",
         .body_len = q->body.len,
+        .parsed = q->parsed,
+        .doc = q->doc,
+        .doc_error = q->doc_error,
     };
     ff_api_reply r = {.status = 200, .content_type = "application/json"};
     ff_buf_init(&r.body);
     ff__api_handle(s, &req, &r);
     if (r.status >= 400) s->m.http_errors++;
+    if (q->doc) free_away(h, q);
     struct MHD_Response *resp = make_response(&r);
     uint64_t need = ff_engine_written(s->eng);
     if (!r.wait_durable || need <= ff__server_release_point(s)) return queue(c, r.status, resp);
@@ -179,6 +347,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (q->too_big) return too_big(h->s, c);
+    if (q->job) return MHD_YES; /* still parsing */
+    if (parse_away(h, q, c)) return MHD_YES;
     return dispatch(h, q, c, url, method);
 }
 
@@ -196,6 +366,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
             if (h->wait_tail == q) h->wait_tail = prev;
         }
     }
+    if (q->job) {
+        unlist_parsing(h, q);
+        parse_next(h);
+    }
+    if (q->doc) json_decref(q->doc);
     if (q->resp) MHD_destroy_response(q->resp);
     ff_buf_release(&q->body);
     free(q);
@@ -295,6 +470,13 @@ void ff__http_stop(ff_http *h)
         q->abandon = true;
     }
     ff__http_release(h, UINT64_MAX);
+    while (h->nparsing) { /* closed unanswered, like the above */
+        http_req *q = h->parsing[0];
+        unlist_parsing(h, q);
+        q->abandon = true;
+        MHD_resume_connection(q->conn);
+    }
+    http_run(h);
     uv_poll_stop(&h->poll);
     MHD_stop_daemon(h->d);
     uv_close((uv_handle_t *)&h->poll, NULL);

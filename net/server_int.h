@@ -110,6 +110,12 @@ typedef struct ff_api_req {
     void *ctx;
     const char *body;
     size_t body_len;
+    /* A large JSON body is parsed off the loop before the handler runs (http.c): then
+     * parsed is true and doc is the document (the request's reference: borrow it) or
+     * NULL, with doc_error saying why. */
+    bool parsed;
+    struct json_t *doc;
+    const char *doc_error;
 } ff_api_req;
 
 typedef struct ff_api_reply {
