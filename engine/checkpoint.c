@@ -255,6 +255,10 @@ static int write_atomic(int dfd, const char *name, const obuf *b, int stop, bool
     ff_wfile_init(&f, fd, 0);
     if (!rc) rc = ff_wfile_write(&f, b->p, b->n);
     if (!rc && fsync(fd) != 0) rc = -errno;
+    if (!rc && stop != FF__STOP_NONE && ff__seal_test_stop == FF__FAIL_WRITE) {
+        ff__seal_test_stop = FF__STOP_HIT; /* a failed write, in tests */
+        rc = -EIO;
+    }
     if (fd >= 0) close(fd);
     if (!rc && stop != FF__STOP_NONE && ff__seal_test_stop == stop) { /* a crash, in tests */
         ff__seal_test_stop = FF__STOP_HIT;
@@ -262,6 +266,8 @@ static int write_atomic(int dfd, const char *name, const obuf *b, int stop, bool
     }
     if (!rc && renamed) *renamed = true;
     if (!rc && renameat(dfd, tmp, dfd, name) != 0) rc = -errno;
+    if (rc && rc != -EINTR) /* nothing left behind (-EINTR: a simulated crash leaves it) */
+        unlinkat(dfd, tmp, 0);
     if (!rc && fsync(dfd) != 0) rc = -errno;
     if (!rc && stop == FF__STOP_CKPT_TMP && ff__seal_test_stop == FF__FAIL_DIRSYNC) {
         ff__seal_test_stop = FF__STOP_HIT; /* a failed directory fsync, in tests */

@@ -322,6 +322,7 @@ enum {
     FF__STOP_MERGE,    /* a merged segment is durable, no checkpoint names it */
     FF__STOP_TOPO,     /* a new topology snapshot is written but not renamed */
     FF__FAIL_DIRSYNC,  /* not a crash: the directory fsync after a checkpoint's rename fails */
+    FF__FAIL_WRITE,    /* not a crash: the next snapshot or checkpoint file fails its fsync */
     FF__STOP_HIT
 };
 extern int ff__seal_test_stop;

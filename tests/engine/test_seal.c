@@ -1043,6 +1043,20 @@ static size_t snapshots(const char *dir, char names[4][256])
     return n;
 }
 
+static size_t temp_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d);
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        n += len > 4 && strcmp(de->d_name + len - 4, ".tmp") == 0;
+    }
+    closedir(d);
+    return n;
+}
+
 /* Checkpoints name a topology snapshot written only when the topology changed: many
  * seals share one, a change makes the next checkpoint write the next one and remove the
  * old, and a reopen rebuilds the topology from it (the log before it is released). */
@@ -1168,7 +1182,8 @@ static int commit_now(ff_engine *e, bool async, uint16_t seq)
  * first one with a topology from after its position, and a restart would apply the
  * change again (here the deletion of a space that is not there: it would not start).
  * Numbers are never reused; the snapshots of failed commits go at the next one that
- * succeeds; a failed commit's snapshot serves the retry when nothing changed since. */
+ * succeeds; a failed commit's snapshot serves the retry when nothing changed since. A
+ * snapshot or checkpoint whose write fails leaves no temp file behind. */
 Test(seal, a_snapshot_number_is_never_reused_after_a_failed_commit)
 {
     for (int async = 0; async < 2; async++) {
@@ -1243,6 +1258,21 @@ Test(seal, a_snapshot_number_is_never_reused_after_a_failed_commit)
         cr_assert_eq(commit_now(e, async, 1006), 0);
         cr_assert_eq(snapshots(dir, names), 1, "the failed commit's snapshot was removed");
         cr_assert_str_gt(names[0], spare);
+
+        put_space(e, 81, "S81", false);      /* failed writes leave no temp file behind */
+        ff__seal_test_stop = FF__FAIL_WRITE; /* the new snapshot's */
+        cr_assert_eq(commit_now(e, async, 1007), -EIO);
+        cr_assert_eq(ff__seal_test_stop, FF__STOP_HIT);
+        cr_assert_eq(temp_files(dir), 0, "a failed snapshot left its temp file");
+        ff__seal_test_stop = FF__STOP_NONE;
+        cr_assert_eq(commit_now(e, async, 1008), 0);
+        ff__seal_test_stop = FF__FAIL_WRITE; /* the checkpoint's: the snapshot is current */
+        cr_assert_eq(commit_now(e, async, 1009), -EIO);
+        cr_assert_eq(ff__seal_test_stop, FF__STOP_HIT);
+        cr_assert_eq(temp_files(dir), 0, "a failed checkpoint left its temp file");
+        ff__seal_test_stop = FF__STOP_NONE;
+        cr_assert_eq(commit_now(e, async, 1010), 0);
+        cr_assert_eq(snapshots(dir, names), 1);
         free(want.b), free(got.b);
         want = answers_all(e, &s);
         ff_engine_close(e);
