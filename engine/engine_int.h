@@ -291,6 +291,7 @@ typedef struct ff__ckpt_job {
     unsigned char *ck, *topo; /* topo NULL: the snapshot did not change */
     size_t nck, ntopo;
     bool topo_renamed, topo_written; /* by run: its rename was tried; it is durable */
+    char failed[64];                 /* by run: the file in dir that failed, "" the dir */
     ff_log_datasync_job sync;        /* the log up to lsn */
     ff_log_release_job rel;
 } ff__ckpt_job;

@@ -1110,9 +1110,9 @@ static void garble_segments(const char *dir, long off)
     closedir(d);
 }
 
-/* A seal or merge job that fails says why, naming the file (ff_engine_seal_error, which
- * footfalld prints): the corrupt segment a merge read, the segment a seal could not
- * write. A job that succeeds clears it. */
+/* A seal, merge or commit job that fails says why, naming the file (ff_engine_seal_error,
+ * which footfalld prints): the corrupt segment a merge read, the segment a seal could not
+ * write, the checkpoint a commit could not write. A job that succeeds clears it. */
 Test(seal, a_failed_job_names_its_file)
 {
     static script s;
@@ -1136,6 +1136,17 @@ Test(seal, a_failed_job_names_its_file)
     cr_assert_not_null(strstr(why, strerror(ENOENT)), "error \"%s\"", why);
     cr_assert_eq(rename(away, segdir), 0);
 
+    j = play_until_job(e, &clk, &s, &i, FF__JOB_COMMIT, i); /* a commit names its file too */
+    cr_assert_not_null(j, "no commit job was begun");
+    char blocker[128];
+    snprintf(blocker, sizeof(blocker), "%s/checkpoint.ffc.tmp", dir);
+    cr_assert_eq(mkdir(blocker, 0755), 0);
+    cr_assert_eq(ff_engine_seal_end(e, j, ff_engine_seal_run(j)), -EISDIR);
+    why = ff_engine_seal_error(e);
+    cr_assert_not_null(strstr(why, "/checkpoint.ffc.tmp: "), "error \"%s\"", why);
+    cr_assert_not_null(strstr(why, strerror(EISDIR)), "error \"%s\"", why);
+    cr_assert_eq(rmdir(blocker), 0);
+
     j = play_until_job(e, &clk, &s, &i, FF__JOB_MERGE, i);
     cr_assert_not_null(j, "no merge job was begun");
     cr_assert_str_empty(ff_engine_seal_error(e), "the jobs since succeeded");
@@ -1144,6 +1155,7 @@ Test(seal, a_failed_job_names_its_file)
     why = ff_engine_seal_error(e);
     cr_assert_not_null(strstr(why, "corrupt at offset"), "error \"%s\"", why);
     cr_assert_not_null(strstr(why, "/segments/seg-"), "error \"%s\"", why);
+
     ff_engine_close(e);
     rm_tree(dir);
 }
