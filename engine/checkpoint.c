@@ -245,16 +245,22 @@ static void snap_name(char out[40], uint64_t snap)
 /* Writes b as dir/name: "name.tmp", fsync, rename, fsync of the directory; *renamed
  * (may be NULL) is set once the rename is tried. The test crash point `stop` hits between
  * the fsync and the rename; FF__FAIL_DIRSYNC fails the checkpoint's directory fsync. */
-static int write_atomic(int dfd, const char *name, const obuf *b, int stop, bool *renamed)
+static int write_atomic(int dfd, const char *name, const obuf *b, int stop, bool *renamed,
+                        char failed[64])
 {
     char tmp[64];
     snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+    snprintf(failed, 64, "%s", tmp); /* what a failure names, until the rename */
     int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), rc = 0;
     if (fd < 0) rc = -errno;
     ff_wfile f; /* a topology snapshot is hundreds of MB at 10 M DPUs: see storage/file.h */
     ff_wfile_init(&f, fd, 0);
     if (!rc) rc = ff_wfile_write(&f, b->p, b->n);
     if (!rc && fsync(fd) != 0) rc = -errno;
+    if (!rc && stop != FF__STOP_NONE && ff__seal_test_stop == FF__FAIL_WRITE) {
+        ff__seal_test_stop = FF__STOP_HIT; /* a failed write, in tests */
+        rc = -EIO;
+    }
     if (fd >= 0) close(fd);
     if (!rc && stop != FF__STOP_NONE && ff__seal_test_stop == stop) { /* a crash, in tests */
         ff__seal_test_stop = FF__STOP_HIT;
@@ -262,6 +268,9 @@ static int write_atomic(int dfd, const char *name, const obuf *b, int stop, bool
     }
     if (!rc && renamed) *renamed = true;
     if (!rc && renameat(dfd, tmp, dfd, name) != 0) rc = -errno;
+    if (rc && rc != -EINTR) /* nothing left behind (-EINTR: a simulated crash leaves it) */
+        unlinkat(dfd, tmp, 0);
+    if (!rc) failed[0] = '\0'; /* the directory's fsync */
     if (!rc && fsync(dfd) != 0) rc = -errno;
     if (!rc && stop == FF__STOP_CKPT_TMP && ff__seal_test_stop == FF__FAIL_DIRSYNC) {
         ff__seal_test_stop = FF__STOP_HIT; /* a failed directory fsync, in tests */
@@ -315,20 +324,21 @@ int ff__ckpt_write(ff_engine *e, uint64_t lsn)
     int dfd = open(e->o.data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
     if (dfd < 0) return -errno;
     bool fresh, renamed = false;
+    char failed[64];
     uint64_t snap = snap_pick(e, &fresh);
     if (fresh) { /* the topology changed */
         char name[40];
         obuf t = {0};
         encode_topology(e, &t);
         snap_name(name, snap);
-        rc = write_atomic(dfd, name, &t, FF__STOP_TOPO, &renamed);
+        rc = write_atomic(dfd, name, &t, FF__STOP_TOPO, &renamed, failed);
         free(t.p);
     }
     bool written = fresh && rc == 0;
     obuf b = {0};
     if (!rc) {
         encode(e, lsn, snap, &b);
-        rc = write_atomic(dfd, CK_NAME, &b, FF__STOP_CKPT_TMP, NULL);
+        rc = write_atomic(dfd, CK_NAME, &b, FF__STOP_CKPT_TMP, NULL, failed);
     }
     if (rc == 0) {
         unlink_snaps(dfd, e->topo_snap, snap); /* unnamed now */
@@ -385,19 +395,22 @@ void ff__ckpt_prepare(ff_engine *e, ff__ckpt_job *j)
 
 int ff__ckpt_run(ff__ckpt_job *j)
 {
-    int rc = ff_log_datasync_run(&j->sync); /* step 3: the log up to lsn */
+    snprintf(j->failed, sizeof j->failed, "log"); /* its current file's fdatasync */
+    int rc = ff_log_datasync_run(&j->sync);       /* step 3: the log up to lsn */
     if (rc < 0) return rc;
+    j->failed[0] = '\0';
     int dfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0) return -errno;
     char name[40];
     if (j->topo) {
         snap_name(name, j->snap);
         obuf t = {.p = j->topo, .n = j->ntopo};
-        rc = write_atomic(dfd, name, &t, FF__STOP_TOPO, &j->topo_renamed);
+        rc = write_atomic(dfd, name, &t, FF__STOP_TOPO, &j->topo_renamed, j->failed);
         j->topo_written = rc == 0;
     }
     if (!rc)
-        rc = write_atomic(dfd, CK_NAME, &(obuf){.p = j->ck, .n = j->nck}, FF__STOP_CKPT_TMP, NULL);
+        rc = write_atomic(dfd, CK_NAME, &(obuf){.p = j->ck, .n = j->nck}, FF__STOP_CKPT_TMP, NULL,
+                          j->failed);
     if (!rc) unlink_snaps(dfd, j->old_snap, j->snap); /* unnamed now */
     if (!rc) ff_log_release_run(&j->rel);             /* a failure leaves files for the next one */
     close(dfd);

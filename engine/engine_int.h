@@ -291,6 +291,7 @@ typedef struct ff__ckpt_job {
     unsigned char *ck, *topo; /* topo NULL: the snapshot did not change */
     size_t nck, ntopo;
     bool topo_renamed, topo_written; /* by run: its rename was tried; it is durable */
+    char failed[64];                 /* by run: the file in dir that failed, "" the dir */
     ff_log_datasync_job sync;        /* the log up to lsn */
     ff_log_release_job rel;
 } ff__ckpt_job;
@@ -322,6 +323,7 @@ enum {
     FF__STOP_MERGE,    /* a merged segment is durable, no checkpoint names it */
     FF__STOP_TOPO,     /* a new topology snapshot is written but not renamed */
     FF__FAIL_DIRSYNC,  /* not a crash: the directory fsync after a checkpoint's rename fails */
+    FF__FAIL_WRITE,    /* not a crash: the next snapshot or checkpoint file fails its fsync */
     FF__STOP_HIT
 };
 extern int ff__seal_test_stop;

@@ -704,15 +704,22 @@ static int merge_end(ff_engine *e, ff_seal_job *j)
     return e->o.seal_async ? 0 : ff__seal_commit(e);
 }
 
-/* Notes why run failed (ff_engine_seal_error): run's own message (the new segment does
- * not open), else the corrupt segment a merge read, else the file it was writing. On
- * the engine's thread: queries may be reading the same segments' messages. */
+/* Notes why run failed (ff_engine_seal_error): for a commit the file it was writing (or
+ * the log it synced); else run's own message (the new segment does not open), else the
+ * corrupt segment a merge read, else the file it was writing. On the engine's thread:
+ * queries may be reading the same segments' messages. */
 static void note_error(ff_engine *e, const ff_seal_job *j, int rc)
 {
     const char *m = j->err;
     if (!m[0] && j->merge && rc == FF_ECORRUPT)
         m = ff_seg_error(j->a.seg)[0] ? ff_seg_error(j->a.seg) : ff_seg_error(j->b.seg);
-    if (m[0])
+    if (j->commit && !strcmp(j->ck.failed, "log"))
+        snprintf(e->job_err, sizeof(e->job_err), "%s: the log's fdatasync for a checkpoint: %s",
+                 j->ck.dir, ff_strerror(rc));
+    else if (j->commit)
+        snprintf(e->job_err, sizeof(e->job_err), "%s%s%s: %s", j->ck.dir,
+                 j->ck.failed[0] ? "/" : "", j->ck.failed, ff_strerror(rc));
+    else if (m[0])
         snprintf(e->job_err, sizeof(e->job_err), "%s", m);
     else
         snprintf(e->job_err, sizeof(e->job_err), "%s/%s: %s", j->dir, j->name, ff_strerror(rc));
@@ -723,7 +730,7 @@ static int job_end(ff_engine *e, ff_seal_job *j, int rc)
     FF_ASSERT(e->job == j);
     e->job = NULL;
     e->job_err[0] = '\0';
-    if (rc < 0 && !j->commit) note_error(e, j, rc); /* before the deferred segments close */
+    if (rc < 0) note_error(e, j, rc); /* before the deferred segments close */
     for (size_t i = 0; i < e->ndeferred; i++) ff_seg_close(e->deferred[i]);
     e->ndeferred = 0;
     if (j->commit) return commit_end(e, j, rc);

@@ -1043,6 +1043,20 @@ static size_t snapshots(const char *dir, char names[4][256])
     return n;
 }
 
+static size_t temp_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d);
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        n += len > 4 && strcmp(de->d_name + len - 4, ".tmp") == 0;
+    }
+    closedir(d);
+    return n;
+}
+
 /* Checkpoints name a topology snapshot written only when the topology changed: many
  * seals share one, a change makes the next checkpoint write the next one and remove the
  * old, and a reopen rebuilds the topology from it (the log before it is released). */
@@ -1096,9 +1110,9 @@ static void garble_segments(const char *dir, long off)
     closedir(d);
 }
 
-/* A seal or merge job that fails says why, naming the file (ff_engine_seal_error, which
- * footfalld prints): the corrupt segment a merge read, the segment a seal could not
- * write. A job that succeeds clears it. */
+/* A seal, merge or commit job that fails says why, naming the file (ff_engine_seal_error,
+ * which footfalld prints): the corrupt segment a merge read, the segment a seal could not
+ * write, the checkpoint a commit could not write. A job that succeeds clears it. */
 Test(seal, a_failed_job_names_its_file)
 {
     static script s;
@@ -1122,6 +1136,17 @@ Test(seal, a_failed_job_names_its_file)
     cr_assert_not_null(strstr(why, strerror(ENOENT)), "error \"%s\"", why);
     cr_assert_eq(rename(away, segdir), 0);
 
+    j = play_until_job(e, &clk, &s, &i, FF__JOB_COMMIT, i); /* a commit names its file too */
+    cr_assert_not_null(j, "no commit job was begun");
+    char blocker[128];
+    snprintf(blocker, sizeof(blocker), "%s/checkpoint.ffc.tmp", dir);
+    cr_assert_eq(mkdir(blocker, 0755), 0);
+    cr_assert_eq(ff_engine_seal_end(e, j, ff_engine_seal_run(j)), -EISDIR);
+    why = ff_engine_seal_error(e);
+    cr_assert_not_null(strstr(why, "/checkpoint.ffc.tmp: "), "error \"%s\"", why);
+    cr_assert_not_null(strstr(why, strerror(EISDIR)), "error \"%s\"", why);
+    cr_assert_eq(rmdir(blocker), 0);
+
     j = play_until_job(e, &clk, &s, &i, FF__JOB_MERGE, i);
     cr_assert_not_null(j, "no merge job was begun");
     cr_assert_str_empty(ff_engine_seal_error(e), "the jobs since succeeded");
@@ -1130,6 +1155,7 @@ Test(seal, a_failed_job_names_its_file)
     why = ff_engine_seal_error(e);
     cr_assert_not_null(strstr(why, "corrupt at offset"), "error \"%s\"", why);
     cr_assert_not_null(strstr(why, "/segments/seg-"), "error \"%s\"", why);
+
     ff_engine_close(e);
     rm_tree(dir);
 }
@@ -1168,7 +1194,8 @@ static int commit_now(ff_engine *e, bool async, uint16_t seq)
  * first one with a topology from after its position, and a restart would apply the
  * change again (here the deletion of a space that is not there: it would not start).
  * Numbers are never reused; the snapshots of failed commits go at the next one that
- * succeeds; a failed commit's snapshot serves the retry when nothing changed since. */
+ * succeeds; a failed commit's snapshot serves the retry when nothing changed since. A
+ * snapshot or checkpoint whose write fails leaves no temp file behind. */
 Test(seal, a_snapshot_number_is_never_reused_after_a_failed_commit)
 {
     for (int async = 0; async < 2; async++) {
@@ -1243,6 +1270,21 @@ Test(seal, a_snapshot_number_is_never_reused_after_a_failed_commit)
         cr_assert_eq(commit_now(e, async, 1006), 0);
         cr_assert_eq(snapshots(dir, names), 1, "the failed commit's snapshot was removed");
         cr_assert_str_gt(names[0], spare);
+
+        put_space(e, 81, "S81", false);      /* failed writes leave no temp file behind */
+        ff__seal_test_stop = FF__FAIL_WRITE; /* the new snapshot's */
+        cr_assert_eq(commit_now(e, async, 1007), -EIO);
+        cr_assert_eq(ff__seal_test_stop, FF__STOP_HIT);
+        cr_assert_eq(temp_files(dir), 0, "a failed snapshot left its temp file");
+        ff__seal_test_stop = FF__STOP_NONE;
+        cr_assert_eq(commit_now(e, async, 1008), 0);
+        ff__seal_test_stop = FF__FAIL_WRITE; /* the checkpoint's: the snapshot is current */
+        cr_assert_eq(commit_now(e, async, 1009), -EIO);
+        cr_assert_eq(ff__seal_test_stop, FF__STOP_HIT);
+        cr_assert_eq(temp_files(dir), 0, "a failed checkpoint left its temp file");
+        ff__seal_test_stop = FF__STOP_NONE;
+        cr_assert_eq(commit_now(e, async, 1010), 0);
+        cr_assert_eq(snapshots(dir, names), 1);
         free(want.b), free(got.b);
         want = answers_all(e, &s);
         ff_engine_close(e);
