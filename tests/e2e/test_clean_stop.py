@@ -55,6 +55,7 @@ def clean_stop_commits_and_restart_replays_nothing():
         wait_for("more failed commits", lambda: metric(srv, "footfall_seal_errors_total") >= failed + 5)
         told = srv.stderr().count("checkpoint failed (retried later)")
         assert told == 1, srv.stderr()[-2000:]
+        assert "checkpoint.ffc.tmp: Is a directory" in srv.stderr(), srv.stderr()[-2000:]  # the file
         want = answers(srv, [1, 2], T0 - US, T0 + SPAN + US, with_meta=True)
         os.rmdir(blocker)
         assert srv.stop() == 0, srv.stderr()[-2000:]
