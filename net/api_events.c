@@ -1,6 +1,7 @@
 /*
  * api_events.c -- POST /v1/events: a JSON object or array, or CSV (Content-Type
- * text/csv), admitted in chunks of one log record each; the answer counts accepted,
+ * text/csv), admitted in chunks of one log record each, at most EVENTS_PER_TURN a loop
+ * turn (a large body goes on in later turns: ff__api_more); the answer counts accepted,
  * duplicates and late events and lists every refused item by index (and CSV line) in
  * item order, and is sent once the accepted events are durable.
  */
@@ -11,7 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
-#define EVENTS_CHUNK 4096
+#define EVENTS_CHUNK    4096
+#define EVENTS_PER_TURN (4 * EVENTS_CHUNK) /* 10-25 ms of the loop; the rest on later turns */
 
 /* ---- Events ------------------------------------------------------------------------ */
 
@@ -88,18 +90,20 @@ static void batch_release(ev_batch *b)
     free(b->refused);
 }
 
-/* Admits everything collected, in chunks of one log record each. On failure *taken says
- * how many events (a prefix) were admitted before it: those stay taken. */
-static int batch_ingest(ff_server *s, ev_batch *b, size_t *taken)
+/* Admits the collected events from *taken on, at most `most`, in chunks of one log
+ * record each, and advances *taken. On failure *taken says how many events (a prefix)
+ * were admitted before it: those stay taken. */
+static int batch_ingest(ff_server *s, ev_batch *b, size_t *taken, size_t most)
 {
     uint8_t outcome[EVENTS_CHUNK];
-    *taken = 0;
-    for (size_t off = 0; off < b->n; off += EVENTS_CHUNK) {
-        size_t n = b->n - off < EVENTS_CHUNK ? b->n - off : EVENTS_CHUNK;
+    size_t end = b->n - *taken < most ? b->n : *taken + most;
+    for (size_t off = *taken; off < end; off += EVENTS_CHUNK) {
+        size_t n = end - off < EVENTS_CHUNK ? end - off : EVENTS_CHUNK;
         ff_ingest_result r;
         int rc = ff_engine_ingest(s->eng, b->ev + off, n, outcome, &r);
         if (rc < 0) return rc;
         *taken = off + n;
+        s->m.http_events += n;
         b->total.accepted += r.accepted;
         b->total.duplicates += r.duplicates;
         b->total.late += r.late;
@@ -109,7 +113,6 @@ static int batch_ingest(ff_server *s, ev_batch *b, size_t *taken)
             if (why) batch_refuse(b, b->index[off + i], b->line[off + i], why);
         }
     }
-    s->m.http_events += b->n;
     return 0;
 }
 
@@ -201,31 +204,64 @@ static bool collect_csv(const ff_api_req *q, ff_api_reply *r, ev_batch *b)
     return true;
 }
 
-void ff__api_post_events(ff_server *s, const ff_api_req *q, ff_api_reply *r)
-{
+/* A request's events being taken a turn at a time (ff__api_more). */
+struct ff_api_more {
     ev_batch b;
-    memset(&b, 0, sizeof(b));
-    const char *ct = q->header(q->ctx, "Content-Type");
-    bool csv = ct && strncasecmp(ct, "text/csv", 8) == 0;
-    if (!(csv ? collect_csv(q, r, &b) : collect_json(q, r, &b))) goto out;
-    b.total.refused += (uint32_t)b.nrefused;
     size_t taken;
-    int rc = batch_ingest(s, &b, &taken);
+};
+
+/* Takes up to EVENTS_PER_TURN more events of m; true once the reply is written. */
+static bool events_step(ff_server *s, ff_api_more *m, ff_api_reply *r)
+{
+    ev_batch *b = &m->b;
+    int rc = batch_ingest(s, b, &m->taken, EVENTS_PER_TURN);
     if (rc < 0) {
         /* Events before the failing chunk were taken; say so, and answer only once they
          * are durable, so a client that retries the whole body loses nothing. */
         ff__api_problem(r, 503, "overloaded", "Service Unavailable",
                         "the log cannot take events: %s; the first %zu of %zu events were "
                         "taken (accepted %u, duplicates %u): retrying the request is safe",
-                        ff_strerror(rc), taken, b.n, b.total.accepted, b.total.duplicates);
-        r->wait_durable = taken > 0;
-        goto out;
+                        ff_strerror(rc), m->taken, b->n, b->total.accepted, b->total.duplicates);
+        r->wait_durable = m->taken > 0;
+        return true;
     }
+    if (m->taken < b->n) return false;
     ff_buf_addf(&r->body, "{\"accepted\":%u,\"duplicates\":%u,\"late\":%u,\"refused\":[",
-                b.total.accepted, b.total.duplicates, b.total.late);
-    write_refused(&r->body, &b);
+                b->total.accepted, b->total.duplicates, b->total.late);
+    write_refused(&r->body, b);
     ff_buf_adds(&r->body, "]}");
     r->wait_durable = true;
-out:
-    batch_release(&b);
+    return true;
+}
+
+/* The events of one request are taken in order, EVENTS_PER_TURN per loop turn: a large
+ * body (16 MiB of CSV is 370,000 events, most of a second) would otherwise hold every
+ * other answer and ack. Other requests' events may be taken between two turns'. */
+void ff__api_post_events(ff_server *s, const ff_api_req *q, ff_api_reply *r)
+{
+    ff_api_more *m = ff_xcalloc(1, sizeof(*m));
+    const char *ct = q->header(q->ctx, "Content-Type");
+    bool csv = ct && strncasecmp(ct, "text/csv", 8) == 0;
+    if (!(csv ? collect_csv(q, r, &m->b) : collect_json(q, r, &m->b))) {
+        batch_release(&m->b);
+        free(m);
+        return;
+    }
+    m->b.total.refused += (uint32_t)m->b.nrefused;
+    r->more = m;
+    ff__api_more(s, r);
+}
+
+bool ff__api_more(ff_server *s, ff_api_reply *r)
+{
+    if (!events_step(s, r->more, r)) return false;
+    ff__api_more_free(r);
+    return true;
+}
+
+void ff__api_more_free(ff_api_reply *r)
+{
+    batch_release(&r->more->b);
+    free(r->more);
+    r->more = NULL;
 }

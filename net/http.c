@@ -22,6 +22,11 @@
  * four threads are also the log's sync and the seals', which acks wait for.
  * Only the parse moves: what the document does to the engine is still done on the
  * loop, in one piece, so a document is checked and applied against one state.
+ *
+ * A handler whose work is too large for one turn (a large body of events) leaves
+ * reply.more set: the request stays suspended, and the idle handle step_idle gives it
+ * one step (ff__api_more) per loop turn, round robin with the others, until its reply
+ * is complete; the reply then waits for durability like any other.
  */
 #include "net/server_int.h"
 
@@ -46,7 +51,10 @@ typedef struct http_req {
     bool parsed;    /* the body was parsed away: doc, or doc_error */
     json_t *doc;    /* the parsed body; one reference, ours */
     char doc_error[256];
-    bool abandon; /* shutting down before its answer became durable: close, never answer */
+    bool abandon;       /* shutting down before its answer became durable: close, never answer */
+    bool stepping;      /* its handler goes on, a step a turn (reply.more) */
+    ff_api_reply reply; /* while stepping */
+    struct http_req *next_step;
     struct MHD_Connection *conn;
     struct MHD_Response *resp; /* an answer waiting for durability */
     unsigned status;
@@ -61,6 +69,8 @@ struct ff_http {
     uv_timer_t timer;
     int port;
     http_req *wait_head, *wait_tail; /* suspended, in log order */
+    http_req *step_head, *step_tail; /* suspended while their handlers go on, round robin */
+    uv_idle_t step_idle;             /* runs one step a turn while there are some */
     http_req *parsing[64];           /* suspended for their bodies' parse, in arrival order */
     unsigned nparsing;               /* the first one's parse runs if parse_running */
     bool parse_running;
@@ -273,6 +283,82 @@ static void free_away(ff_http *h, http_req *q)
     uv_queue_work(h->s->loop, &j->req, free_work, free_done);
 }
 
+/* The reply r to q is complete: queued now, or held until its log position is durable
+ * (suspended: the connection already is). */
+static enum MHD_Result reply_done(ff_http *h, http_req *q, struct MHD_Connection *c,
+                                  ff_api_reply *r, bool suspended)
+{
+    ff_server *s = h->s;
+    if (r->status >= 400) s->m.http_errors++;
+    struct MHD_Response *resp = make_response(r);
+    uint64_t need = ff_engine_written(s->eng);
+    if (!r->wait_durable || need <= ff__server_release_point(s)) {
+        if (!suspended) return queue(c, r->status, resp);
+        q->resp = resp; /* queued when MHD calls the handler again */
+        q->status = r->status;
+        MHD_resume_connection(c);
+        return MHD_YES;
+    }
+    q->resp = resp;
+    q->status = r->status;
+    q->lsn = need;
+    q->conn = c;
+    q->suspended = true;
+    if (h->wait_tail)
+        h->wait_tail->next = q;
+    else
+        h->wait_head = q;
+    h->wait_tail = q;
+    if (!suspended) MHD_suspend_connection(c);
+    return MHD_YES;
+}
+
+static void on_step(uv_idle_t *idle);
+
+/* Puts q at the back of the requests that go on a step a turn. */
+static void list_step(ff_http *h, http_req *q)
+{
+    q->stepping = true;
+    if (h->step_tail)
+        h->step_tail->next_step = q;
+    else
+        h->step_head = q;
+    h->step_tail = q;
+    uv_idle_start(&h->step_idle, on_step);
+}
+
+static void unlist_step(ff_http *h, http_req *q)
+{
+    http_req **pp = &h->step_head, *prev = NULL;
+    while (*pp && *pp != q) prev = *pp, pp = &(*pp)->next_step;
+    if (*pp == NULL) return;
+    *pp = q->next_step;
+    if (h->step_tail == q) h->step_tail = prev;
+    q->next_step = NULL;
+    q->stepping = false;
+    if (h->step_head == NULL) uv_idle_stop(&h->step_idle);
+}
+
+/* One step of the first request that is not done; it goes to the back if still not. */
+static void on_step(uv_idle_t *idle)
+{
+    ff_http *h = idle->data;
+    http_req *q = h->step_head;
+    if (q == NULL) {
+        uv_idle_stop(idle);
+        return;
+    }
+    unlist_step(h, q);
+    if (!ff__api_more(h->s, &q->reply)) {
+        list_step(h, q);
+        return;
+    }
+    ff_api_reply r = q->reply;
+    q->reply = (ff_api_reply){0};
+    reply_done(h, q, q->conn, &r, true);
+    http_run(h);
+}
+
 static enum MHD_Result dispatch(ff_http *h, http_req *q, struct MHD_Connection *c, const char *url,
                                 const char *method)
 {
@@ -292,23 +378,15 @@ static enum MHD_Result dispatch(ff_http *h, http_req *q, struct MHD_Connection *
     ff_api_reply r = {.status = 200, .content_type = "application/json"};
     ff_buf_init(&r.body);
     ff__api_handle(s, &req, &r);
-    if (r.status >= 400) s->m.http_errors++;
     if (q->doc) free_away(h, q);
-    struct MHD_Response *resp = make_response(&r);
-    uint64_t need = ff_engine_written(s->eng);
-    if (!r.wait_durable || need <= ff__server_release_point(s)) return queue(c, r.status, resp);
-    q->resp = resp;
-    q->status = r.status;
-    q->lsn = need;
-    q->conn = c;
-    q->suspended = true;
-    if (h->wait_tail)
-        h->wait_tail->next = q;
-    else
-        h->wait_head = q;
-    h->wait_tail = q;
-    MHD_suspend_connection(c);
-    return MHD_YES;
+    if (r.more) { /* goes on in later turns (on_step) */
+        q->reply = r;
+        q->conn = c;
+        MHD_suspend_connection(c);
+        list_step(h, q);
+        return MHD_YES;
+    }
+    return reply_done(h, q, c, &r, false);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -370,6 +448,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         unlist_parsing(h, q);
         parse_next(h);
     }
+    if (q->stepping) unlist_step(h, q);
+    if (q->reply.more) ff__api_more_free(&q->reply);
+    ff_buf_release(&q->reply.body);
     if (q->doc) json_decref(q->doc);
     if (q->resp) MHD_destroy_response(q->resp);
     ff_buf_release(&q->body);
@@ -443,6 +524,8 @@ int ff__http_start(ff_server *s, const struct sockaddr_storage *addr, ff_http **
     uv_poll_start(&h->poll, UV_READABLE, on_poll);
     uv_timer_init(s->loop, &h->timer);
     h->timer.data = h;
+    uv_idle_init(s->loop, &h->step_idle);
+    h->step_idle.data = h;
     http_schedule(h);
     *out = h;
     return 0;
@@ -470,6 +553,13 @@ void ff__http_stop(ff_http *h)
         q->abandon = true;
     }
     ff__http_release(h, UINT64_MAX);
+    while (h->step_head) { /* what was taken is durable (the final sync); closed unanswered */
+        http_req *q = h->step_head;
+        unlist_step(h, q);
+        ff__api_more_free(&q->reply);
+        q->abandon = true;
+        MHD_resume_connection(q->conn);
+    }
     while (h->nparsing) { /* closed unanswered, like the above */
         http_req *q = h->parsing[0];
         unlist_parsing(h, q);
@@ -480,5 +570,6 @@ void ff__http_stop(ff_http *h)
     uv_poll_stop(&h->poll);
     MHD_stop_daemon(h->d);
     uv_close((uv_handle_t *)&h->poll, NULL);
+    uv_close((uv_handle_t *)&h->step_idle, NULL);
     uv_close((uv_handle_t *)&h->timer, free_on_close);
 }

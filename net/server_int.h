@@ -118,16 +118,26 @@ typedef struct ff_api_req {
     const char *doc_error;
 } ff_api_req;
 
+/* What is left of a request whose work is too large for one loop turn (api_events.c). */
+typedef struct ff_api_more ff_api_more;
+
 typedef struct ff_api_reply {
     unsigned status;
     const char *content_type;
     ff_buf body;
     bool wait_durable; /* the answer waits for the log position at reply time */
     const char *header_name, *header_value; /* one extra header (Allow, WWW-Authenticate) */
+    ff_api_more *more;                      /* not done yet: see ff__api_more() */
 } ff_api_reply;
 
 /* Handles one request (api.c). reply->body is initialised by the caller. */
 void ff__api_handle(ff_server *s, const ff_api_req *req, ff_api_reply *reply);
+/* A handler that leaves reply->more set is not done: the caller calls ff__api_more()
+ * once per loop turn, other work going on between the calls, until it returns true and
+ * the reply is complete (more is then freed and NULL), or ff__api_more_free() to give
+ * up (shutdown). Today: POST /v1/events takes EVENTS_PER_TURN events a turn. */
+bool ff__api_more(ff_server *s, ff_api_reply *reply);
+void ff__api_more_free(ff_api_reply *reply);
 /* Applies a topology document (JSON text); on error writes a sentence into err. */
 int ff__api_apply_topology(ff_engine *e, const char *json, size_t len, char *err, size_t errlen,
                            int *http_status);
