@@ -193,39 +193,46 @@ static int csv_row(void *ctx, uint64_t line, const ff_event *ev, const char *rea
     return 0;
 }
 
-static bool collect_csv(const ff_api_req *q, ff_api_reply *r, ev_batch *b)
-{
-    char err[256];
-    csv_ctx c = {.b = b};
-    if (ff_csv_parse(q->body, q->body_len, csv_row, &c, err, sizeof(err)) < 0) {
-        BAD_REQUEST(r, "CSV: %s", err);
-        return false;
-    }
-    return true;
-}
-
-/* A request's events being taken a turn at a time (ff__api_more). */
+/* A request's events being taken a turn at a time (ff__api_more): JSON is converted
+ * whole first (its document is parsed already), CSV is parsed a step at a time from the
+ * body, which stays put while the request is not done. */
 struct ff_api_more {
-    ev_batch b;
-    size_t taken;
+    ev_batch b;     /* the events of this step (JSON: all of them) */
+    size_t taken;   /* of b's events */
+    size_t earlier; /* events taken in earlier steps (CSV) */
+    bool csv;       /* rows left to read in rd */
+    ff_csv_reader rd;
+    csv_ctx c;
 };
 
 /* Takes up to EVENTS_PER_TURN more events of m; true once the reply is written. */
 static bool events_step(ff_server *s, ff_api_more *m, ff_api_reply *r)
 {
     ev_batch *b = &m->b;
+    if (m->csv && m->taken == b->n) { /* read the next rows */
+        char err[256];
+        m->earlier += b->n;
+        b->n = m->taken = 0;
+        int rc = ff_csv_next(&m->rd, EVENTS_PER_TURN, csv_row, &m->c, err, sizeof(err));
+        if (rc < 0) { /* the header: nothing was taken */
+            BAD_REQUEST(r, "CSV: %s", err);
+            return true;
+        }
+        m->csv = rc == 0;
+    }
     int rc = batch_ingest(s, b, &m->taken, EVENTS_PER_TURN);
     if (rc < 0) {
         /* Events before the failing chunk were taken; say so, and answer only once they
          * are durable, so a client that retries the whole body loses nothing. */
+        size_t taken = m->earlier + m->taken;
         ff__api_problem(r, 503, "overloaded", "Service Unavailable",
-                        "the log cannot take events: %s; the first %zu of %zu events were "
-                        "taken (accepted %u, duplicates %u): retrying the request is safe",
-                        ff_strerror(rc), m->taken, b->n, b->total.accepted, b->total.duplicates);
-        r->wait_durable = m->taken > 0;
+                        "the log cannot take events: %s; the first %zu events were taken "
+                        "(accepted %u, duplicates %u): retrying the request is safe",
+                        ff_strerror(rc), taken, b->total.accepted, b->total.duplicates);
+        r->wait_durable = taken > 0;
         return true;
     }
-    if (m->taken < b->n) return false;
+    if (m->taken < b->n || m->csv) return false;
     ff_buf_addf(&r->body, "{\"accepted\":%u,\"duplicates\":%u,\"late\":%u,\"refused\":[",
                 b->total.accepted, b->total.duplicates, b->total.late);
     write_refused(&r->body, b);
@@ -241,13 +248,15 @@ void ff__api_post_events(ff_server *s, const ff_api_req *q, ff_api_reply *r)
 {
     ff_api_more *m = ff_xcalloc(1, sizeof(*m));
     const char *ct = q->header(q->ctx, "Content-Type");
-    bool csv = ct && strncasecmp(ct, "text/csv", 8) == 0;
-    if (!(csv ? collect_csv(q, r, &m->b) : collect_json(q, r, &m->b))) {
+    m->c.b = &m->b;
+    if (ct && strncasecmp(ct, "text/csv", 8) == 0) {
+        m->csv = true;
+        ff_csv_begin(&m->rd, q->body, q->body_len);
+    } else if (!collect_json(q, r, &m->b)) {
         batch_release(&m->b);
         free(m);
         return;
     }
-    m->b.total.refused += (uint32_t)m->b.nrefused;
     r->more = m;
     ff__api_more(s, r);
 }

@@ -255,38 +255,61 @@ static int parse_header(const char *p, const char *e, uint64_t line, layout *L, 
     return 0;
 }
 
-int ff_csv_parse(const char *buf, size_t len, ff_csv_row_cb cb, void *ctx, char *err, size_t errlen)
+void ff_csv_begin(ff_csv_reader *r, const char *buf, size_t len)
 {
-    const char *p = buf, *end = buf + len;
-    uint64_t line = 0;
-    layout L;
-    bool have_header = false;
+    _Static_assert(sizeof(r->role) == CSV_MAX_COLS, "the reader holds a layout");
+    memset(r, 0, sizeof(*r));
+    r->p = buf, r->end = buf + len;
+    if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) r->p += 3;
+}
 
+int ff_csv_next(ff_csv_reader *r, size_t rows, ff_csv_row_cb cb, void *ctx, char *err,
+                size_t errlen)
+{
+    const char *p = r->p, *end = r->end;
+    layout lay, *L = &lay; /* the reader's copy of the header's verdict */
+    memcpy(lay.role, r->role, sizeof lay.role);
+    lay.ncols = r->ncols;
     if (err && errlen) err[0] = '\0';
-    if (len >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0) p += 3;
-    while (p < end) {
+    while (p < end && rows > 0) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *e = nl ? nl : end, *next = nl ? nl + 1 : end;
-        line++;
+        r->line++;
         if (e > p && e[-1] == '\r') e--;
-        if (FF_UNLIKELY(!have_header)) {
+        if (FF_UNLIKELY(!r->have_header)) {
             if (!line_is_blank(p, e)) {
-                int rc = parse_header(p, e, line, &L, err, errlen);
+                int rc = parse_header(p, e, r->line, L, err, errlen);
                 if (rc) return rc;
-                have_header = true;
+                memcpy(r->role, lay.role, sizeof r->role);
+                r->ncols = lay.ncols;
+                r->have_header = true;
             }
         } else if (!line_is_blank(p, e)) {
             ff_event ev;
             char scratch[CSV_REASON_MAX];
-            const char *why = parse_row(&L, p, e, &ev, scratch);
-            int rc = why ? cb(ctx, line, NULL, why) : cb(ctx, line, &ev, NULL);
-            if (rc) return rc;
+            const char *why = parse_row(L, p, e, &ev, scratch);
+            int rc = why ? cb(ctx, r->line, NULL, why) : cb(ctx, r->line, &ev, NULL);
+            rows--;
+            if (rc) {
+                r->p = next;
+                return rc;
+            }
         }
         p = next;
     }
-    if (!have_header) {
+    r->p = p;
+    if (p < end) return 0;
+    if (!r->have_header) {
         say(err, errlen, "the CSV has no header line (it needs timestamp, direction and dpu_id)");
         return FF_EFORMAT;
     }
-    return 0;
+    return 1;
+}
+
+int ff_csv_parse(const char *buf, size_t len, ff_csv_row_cb cb, void *ctx, char *err, size_t errlen)
+{
+    ff_csv_reader r;
+    ff_csv_begin(&r, buf, len);
+    int rc = ff_csv_next(&r, SIZE_MAX, cb, ctx, err, errlen);
+    return rc == 1 ? 0 : rc;
 }

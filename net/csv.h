@@ -18,6 +18,8 @@
 
 #include "engine/ff.h"
 
+#include <stdbool.h>
+
 /*
  * Called once per data row: ev is the parsed event (ev->reserved 0), or NULL with
  * reason set when the row is malformed. Both are valid only during the call. A non-zero return
@@ -32,5 +34,23 @@ typedef int (*ff_csv_row_cb)(void *ctx, uint64_t line, const ff_event *ev, const
  */
 int ff_csv_parse(const char *buf, size_t len, ff_csv_row_cb cb, void *ctx, char *err,
                  size_t errlen);
+
+/*
+ * The same parse a part at a time: ff_csv_begin() on the buffer, which must stay put
+ * until the end, then ff_csv_next() as often as wanted, each call reading at most
+ * `rows` more data rows. ff_csv_next() returns 1 once the buffer is read, 0 when rows
+ * were read and more remain, or what ff_csv_parse() returns on failure.
+ */
+typedef struct ff_csv_reader {
+    const char *p, *end;
+    uint64_t line;
+    bool have_header;
+    size_t ncols;
+    unsigned char role[256]; /* the header's verdict: a column's role */
+} ff_csv_reader;
+
+void ff_csv_begin(ff_csv_reader *r, const char *buf, size_t len);
+int ff_csv_next(ff_csv_reader *r, size_t rows, ff_csv_row_cb cb, void *ctx, char *err,
+                size_t errlen);
 
 #endif /* FF_NET_CSV_H */

@@ -135,7 +135,8 @@ void ff__api_handle(ff_server *s, const ff_api_req *req, ff_api_reply *reply);
 /* A handler that leaves reply->more set is not done: the caller calls ff__api_more()
  * once per loop turn, other work going on between the calls, until it returns true and
  * the reply is complete (more is then freed and NULL), or ff__api_more_free() to give
- * up (shutdown). Today: POST /v1/events takes EVENTS_PER_TURN events a turn. */
+ * up (shutdown). The request's body must stay as it was until then. Today: POST
+ * /v1/events takes EVENTS_PER_TURN events a turn. */
 bool ff__api_more(ff_server *s, ff_api_reply *reply);
 void ff__api_more_free(ff_api_reply *reply);
 /* Applies a topology document (JSON text); on error writes a sentence into err. */

@@ -408,3 +408,53 @@ Test(csv, seven_fraction_digits_are_a_bad_timestamp_that_says_so)
     assert_bad(&r.v[3], 5, "bad timestamp: junk after the closing quote");
     free(r.v);
 }
+
+/* A parse a few rows at a time (ff_csv_next, as POST /v1/events steps a large body)
+ * reads exactly what one ff_csv_parse reads: rows, line numbers, reasons, the end. */
+Test(csv, a_parse_in_steps_reads_what_one_parse_reads)
+{
+    const char *s = "\xEF\xBB\xBF"
+                    "\r\n\n"
+                    "seq,dpu_id,\"timestamp\",direction\r\n"
+                    "1,283,2018-02-24T08:45:21.893Z,1\r\n"
+                    "\n"
+                    "2,283,2018-02-24T08:45:22Z,-1\n"
+                    "3,283,yesterday,1\n"
+                    "4,\"423\",2018-02-24T08:45:23.5+01:00,1\n"
+                    "5,423,2018-02-24T08:45:24Z,2\n"
+                    "6,423,2018-02-24T08:45:25Z,-1";
+    rows whole = {0};
+    cr_assert_eq(ff_csv_parse(s, strlen(s), collect, &whole, errbuf, sizeof errbuf), 0, "%s",
+                 errbuf);
+    cr_assert_eq(whole.n, 6);
+    for (size_t step = 1; step <= 7; step++) {
+        rows r = {0};
+        ff_csv_reader rd;
+        ff_csv_begin(&rd, s, strlen(s));
+        int rc, calls = 0;
+        while ((rc = ff_csv_next(&rd, step, collect, &r, errbuf, sizeof errbuf)) == 0) {
+            cr_assert_leq(r.n, (size_t)++calls * step, "step %zu: more than %zu rows a call", step,
+                          step);
+            cr_assert_lt(calls, 10);
+        }
+        cr_assert_eq(rc, 1, "step %zu: %d %s", step, rc, errbuf);
+        cr_assert_eq(r.n, whole.n, "step %zu", step);
+        for (size_t i = 0; i < r.n; i++) {
+            cr_assert_eq(r.v[i].line, whole.v[i].line, "step %zu row %zu", step, i);
+            cr_assert_eq(r.v[i].reason, whole.v[i].reason, "step %zu row %zu", step, i);
+            cr_assert(memcmp(&r.v[i].ev, &whole.v[i].ev, sizeof(ff_event)) == 0 || r.v[i].reason,
+                      "step %zu row %zu", step, i);
+        }
+        free(r.v);
+    }
+    free(whole.v);
+
+    ff_csv_reader rd; /* a header error is told by the first call, before any row */
+    rows r = {0};
+    ff_csv_begin(&rd, "\n\nts,direction,dpu_id\n1,1,1\n", 26);
+    cr_assert_eq(ff_csv_next(&rd, 1, collect, &r, errbuf, sizeof errbuf), FF_EFORMAT);
+    cr_assert_eq(r.n, 0);
+    cr_assert_not_null(strstr(errbuf, "line 3"), "%s", errbuf);
+    ff_csv_begin(&rd, "", 0);
+    cr_assert_eq(ff_csv_next(&rd, 1, collect, &r, errbuf, sizeof errbuf), FF_EFORMAT);
+}
