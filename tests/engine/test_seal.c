@@ -709,6 +709,72 @@ Test(seal, late_rows_into_the_settled_rows_count_towards_the_next_seal)
     rm_tree(dir);
 }
 
+/* Ingests n events of DPU 101 (two rows each: S2 and S1) a second apart from ts, and
+ * ticks an hour later: they settle, and a seal is due. */
+static void settle_burst(ff_engine *e, fake_clock *clk, int64_t ts, int n, uint16_t *seq)
+{
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(ingest1(e, 101, ts + i * FF_SECOND, 1, (*seq)++), FF_OUT_ACCEPTED);
+    clk->now = ts + n * FF_SECOND + FF_HOUR;
+    ff_engine_tick(e);
+}
+
+/* A seal copies its rows into the arrays the previous seal used (engine/seal.c,
+ * Capturing) and the answers stay those of the in-memory engine; arrays of a seal far
+ * over seal_rows are given back, not kept. */
+Test(seal, a_seal_reuses_the_last_seals_arrays_unless_they_grew_large)
+{
+    static script s;
+    make_script(&s, 43);
+    answers want = reference(&s, NULL);
+    char dir[64];
+    make_tmpdir(dir, sizeof(dir));
+    fake_clock clk = {.now = T0};
+    ff_engine_opts o = seal_opts(&clk, dir);
+    ff_engine *e = open_engine(&o);
+    topology(e);
+    uint64_t seals = 0, reused = 0;
+    for (int i = 0; i < NEVENTS; i++) {
+        const ff_seg_row *kept = e->spare.rows;
+        play(e, &clk, &s, i, i + 1, NULL);
+        if (e->segments_sealed == seals) continue;
+        seals = e->segments_sealed;
+        reused += kept && e->spare.rows == kept;
+        cr_assert_not_null(e->spare.rows, "a seal of %llu rows let its arrays go",
+                           (unsigned long long)o.seal_rows);
+        cr_assert_leq(e->spare.caprows, 4 * o.seal_rows);
+    }
+    cr_assert_gt(seals, 3);
+    cr_assert_gt(reused, seals / 2, "%llu of %llu seals reused the arrays",
+                 (unsigned long long)reused, (unsigned long long)seals);
+    clk.now += FF_HOUR;
+    ff_engine_tick(e);
+    ff_engine_tick(e);
+    answers got = answers_all(e, &s);
+    assert_same(&want, &got, "seals in reused arrays");
+    ff_engine_close(e);
+    assert_reopened_same(&o, &s, &want, "seals in reused arrays, reopened");
+    free(want.b), free(got.b);
+    rm_tree(dir);
+
+    make_tmpdir(dir, sizeof(dir));
+    clk.now = T0;
+    e = open_engine(&o);
+    topology(e);
+    uint16_t seq = 1;
+    settle_burst(e, &clk, T0, 30, &seq); /* 60 rows: a usual seal */
+    cr_assert_eq(e->segments_sealed, 1);
+    cr_assert_not_null(e->spare.rows);
+    settle_burst(e, &clk, clk.now, 200, &seq); /* 400 rows: ten times seal_rows */
+    cr_assert_eq(e->segments_sealed, 2);
+    cr_assert_null(e->spare.rows, "%zu rows kept after a seal of 400", e->spare.caprows);
+    settle_burst(e, &clk, clk.now, 30, &seq);
+    cr_assert_eq(e->segments_sealed, 3);
+    cr_assert_not_null(e->spare.rows);
+    ff_engine_close(e); /* frees them: leak-checked in the sanitizer build */
+    rm_tree(dir);
+}
+
 Test(seal, resident_rows_drop_after_sealing)
 {
     static script s;

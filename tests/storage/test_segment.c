@@ -685,6 +685,51 @@ static uint64_t *block_offsets(const uint8_t *b, size_t n, uint64_t *nb, uint64_
     return v;
 }
 
+/* The blocks of a segment without their checksums (those are seeded by the file's salt
+ * and the block's offset): the bytes that depend on the rows only. */
+static uint8_t *block_bytes(const char *path, size_t *len)
+{
+    size_t n;
+    uint8_t *b = read_bytes(path, &n);
+    uint64_t nb, foot, *off = block_offsets(b, n, &nb, &foot);
+    off[nb] = foot;
+    uint8_t *out = ff_xmalloc(foot + 1);
+    *len = 0;
+    for (uint64_t i = 0; i < nb; i++) {
+        memcpy(out + *len, b + off[i] + 8, off[i + 1] - off[i] - 8);
+        *len += off[i + 1] - off[i] - 8;
+    }
+    free(off);
+    free(b);
+    return out;
+}
+
+/* A writer keeps its encoder's memory from block to block (segment_write.c): a block
+ * after larger ones, with more DPUs or exceptions, must come out as it does alone. */
+Test(segment, a_block_does_not_depend_on_the_blocks_written_before_it, .timeout = 120)
+{
+    size_t n = SLOW_BUILD ? 30 : 60, all_len, at = 0;
+    space *sp = gen_spaces(n, FF_SEG_BLOCK_ROWS);
+    cr_assert_eq(write_seg("all.ffs", sp, n, NULL, NULL), 0);
+    uint8_t *all = block_bytes(path_of("all.ffs"), &all_len);
+    for (size_t i = 0; i < n; i++) {
+        if (!sp[i].n) continue;
+        char name[32];
+        size_t len;
+        snprintf(name, sizeof name, "one-%zu.ffs", i);
+        cr_assert_eq(write_seg(name, &sp[i], 1, NULL, NULL), 0);
+        uint8_t *one = block_bytes(path_of(name), &len);
+        cr_assert(at + len <= all_len && memcmp(all + at, one, len) == 0,
+                  "space %u (%zu rows): its blocks differ after those of %zu spaces", sp[i].id,
+                  sp[i].n, i);
+        at += len;
+        free(one);
+    }
+    cr_assert_eq(at, all_len);
+    free(all);
+    spaces_free(sp, n);
+}
+
 /*
  * Opens a damaged copy and reads everything. Open may refuse it (FF_ECORRUPT or
  * FF_EFORMAT/FF_EVERSION naming the file); otherwise every answer must be either the
