@@ -890,6 +890,15 @@ static void route_dpus(ff_server *s, const ff_api_req *q, ff_api_reply *r, int n
         NOT_FOUND(r, "no such resource: %s", q->path);
 }
 
+bool ff__api_reads_big_json(ff_server *s, const ff_api_req *q)
+{
+    const char *ct = q->header(q->ctx, "Content-Type");
+    if (ct && strncasecmp(ct, "text/csv", 8) == 0) return false;
+    bool put = strcmp(q->method, "PUT") == 0, post = strcmp(q->method, "POST") == 0;
+    return authorized(s, q) && ((put && strcmp(q->path, "/v1/topology") == 0) ||
+                                (post && strcmp(q->path, "/v1/events") == 0));
+}
+
 void ff__api_handle(ff_server *s, const ff_api_req *q, ff_api_reply *r)
 {
     const char *seg[4];

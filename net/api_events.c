@@ -14,6 +14,10 @@
 
 #define EVENTS_CHUNK    4096
 #define EVENTS_PER_TURN (4 * EVENTS_CHUNK) /* 10-25 ms of the loop; the rest on later turns */
+/* A body up to this size takes its first step at once (most are answered in the turn
+ * that read them); a larger one has all its steps in later turns, so that the requests
+ * one turn reads take one step in all, not one each. */
+#define EVENTS_AT_ONCE_BYTES (256u << 10)
 
 /* ---- Events ------------------------------------------------------------------------ */
 
@@ -258,7 +262,7 @@ void ff__api_post_events(ff_server *s, const ff_api_req *q, ff_api_reply *r)
         return;
     }
     r->more = m;
-    ff__api_more(s, r);
+    if (q->body_len <= EVENTS_AT_ONCE_BYTES) ff__api_more(s, r); /* else all in later turns */
 }
 
 bool ff__api_more(ff_server *s, ff_api_reply *r)

@@ -17,7 +17,10 @@
  * DPUs, and ingest and every answer would wait for it. The connection is suspended
  * while the parse runs (the job owns the body meanwhile) and resumed when it is done;
  * the handler then gets the parsed document in ff_api_req.doc, and the document is
- * freed on the thread pool after the answer (freeing is the other tenth of the cost).
+ * freed on the thread pool once the handler is done with it (freeing is the other
+ * tenth of the cost). Only the bodies of authorized requests to the two routes that
+ * take large documents are parsed so (ff__api_reads_big_json): anyone else's large
+ * body waits for no parse slot and holds none.
  * One parse runs at a time, the others wait their turn in arrival order: the pool's
  * four threads are also the log's sync and the seals', which acks wait for.
  * Only the parse moves: what the document does to the engine is still done on the
@@ -74,6 +77,8 @@ struct ff_http {
     http_req *parsing[64];           /* suspended for their bodies' parse, in arrival order */
     unsigned nparsing;               /* the first one's parse runs if parse_running */
     bool parse_running;
+    bool stopping;    /* ff__http_stop: nothing new is taken, nothing suspended again */
+    int open_handles; /* closing: h is freed when the last one has closed */
 };
 
 /* A parse on the thread pool, or the freeing of a parsed document. q is NULL once the
@@ -172,7 +177,7 @@ static void parse_done(uv_work_t *w, int status);
 /* Starts the parse of the first waiting body, unless one runs. */
 static void parse_next(ff_http *h)
 {
-    if (h->parse_running || h->nparsing == 0) return;
+    if (h->parse_running || h->nparsing == 0 || h->stopping) return;
     parse_job *j = h->parsing[0]->job;
     j->started = true;
     h->parse_running = true;
@@ -234,13 +239,15 @@ static void parse_done(uv_work_t *w, int status)
 
 /* Starts the parse of q's body on the thread pool, if it is a large JSON body and there
  * is room to track it. Returns true if the request is now suspended waiting for it. */
-static bool parse_away(ff_http *h, http_req *q, struct MHD_Connection *c)
+static bool parse_away(ff_http *h, http_req *q, struct MHD_Connection *c, const char *url,
+                       const char *method)
 {
     if (q->parsed || q->body.len < PARSE_AWAY ||
         h->nparsing == sizeof h->parsing / sizeof *h->parsing)
         return false;
-    const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
-    if (ct && strncasecmp(ct, "text/csv", 8) == 0) return false;
+    ff_api_req req = {
+        .method = method, .path = url, .arg = get_arg, .header = get_header, .ctx = c};
+    if (!ff__api_reads_big_json(h->s, &req)) return false;
     parse_job *j = ff_xcalloc(1, sizeof(*j));
     j->h = h;
     j->q = q;
@@ -395,6 +402,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 {
     ff_http *h = cls;
     http_req *q = *con_cls;
+    if (h->stopping && !(q && q->resp)) return MHD_NO; /* closed unanswered: retried */
     if (q == NULL) {
         q = ff_xcalloc(1, sizeof(*q));
         ff_buf_init(&q->body);
@@ -426,7 +434,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     if (q->too_big) return too_big(h->s, c);
     if (q->job) return MHD_YES; /* still parsing */
-    if (parse_away(h, q, c)) return MHD_YES;
+    if (parse_away(h, q, c, url, method)) return MHD_YES;
     return dispatch(h, q, c, url, method);
 }
 
@@ -536,14 +544,21 @@ int ff__http_port(const ff_http *h)
     return h->port;
 }
 
+/* libuv runs close callbacks in no order to rely on: h goes with the last one. */
 static void free_on_close(uv_handle_t *hd)
 {
     ff_http *h = hd->data;
-    if (hd == (uv_handle_t *)&h->timer) free(h);
+    if (--h->open_handles == 0) free(h);
 }
 
 void ff__http_stop(ff_http *h)
 {
+    /* From here on a request is answered only if its answer is ready (on_request), so
+     * no connection is suspended again once the ones below are resumed: MHD may not
+     * stop with a suspended connection. */
+    h->stopping = true;
+    uv_poll_stop(&h->poll);
+    uv_idle_stop(&h->step_idle);
     /* Answer what is durable; what is not is closed without an answer (the client
      * retries, and duplicates make that safe) -- never an answer before its sync. */
     ff__http_release(h, ff__server_release_point(h->s));
@@ -566,10 +581,10 @@ void ff__http_stop(ff_http *h)
         q->abandon = true;
         MHD_resume_connection(q->conn);
     }
-    http_run(h);
-    uv_poll_stop(&h->poll);
+    MHD_run(h->d);
     MHD_stop_daemon(h->d);
-    uv_close((uv_handle_t *)&h->poll, NULL);
-    uv_close((uv_handle_t *)&h->step_idle, NULL);
+    h->open_handles = 3;
+    uv_close((uv_handle_t *)&h->poll, free_on_close);
+    uv_close((uv_handle_t *)&h->step_idle, free_on_close);
     uv_close((uv_handle_t *)&h->timer, free_on_close);
 }

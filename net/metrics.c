@@ -179,8 +179,8 @@ void ff__metrics_write(ff_server *s, ff_buf *b)
          "answer waits for under --fsync always).",
          "The longest sync since the start.", &s->m.sync_wait);
     hist(b, "footfall_ack_wait_seconds",
-         "Each UDP or TCP ack, from the read of its frame to the ack's send (what a sender "
-         "waits for, less the network).",
+         "Each UDP or TCP ack, from the read of its frame to its release to the socket (what "
+         "a sender waits for, less the network and the socket).",
          "The longest-held ack since the start.", &s->m.ack_wait);
     one(b, "footfall_spaces", "gauge", "Spaces defined.", ff_engine_space_count(s->eng));
     one(b, "footfall_dpus", "gauge", "DPUs registered.", ff_engine_dpu_count(s->eng));

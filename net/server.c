@@ -680,18 +680,22 @@ static void seal_work(uv_work_t *w)
 static void seal_step(ff_server *s);
 
 /* A failed job is retried on the next tick, so a lasting cause (a full disk) fails every
- * 100 ms: it is counted every time and told at most once every SLOW_EVERY_S seconds. */
+ * 100 ms: it is counted every time, and the same message is told at most once every
+ * SLOW_EVERY_S seconds (a different one at once). */
 static void seal_failed(ff_server *s, int rc)
 {
     s->m.seal_errors++;
     uint64_t now = uv_hrtime();
-    if (s->seal_err_told && now - s->seal_err_told < SLOW_EVERY_S * 1000000000ull) {
+    char why[sizeof s->seal_err_last];
+    const char *e = ff_engine_seal_error(s->eng); /* names the file, when there is one */
+    snprintf(why, sizeof why, "%s", e[0] ? e : ff_strerror(rc));
+    if (s->seal_err_told && now - s->seal_err_told < SLOW_EVERY_S * 1000000000ull &&
+        strcmp(why, s->seal_err_last) == 0) { /* another failure is told at once */
         s->seal_err_untold++;
         return;
     }
-    const char *why = ff_engine_seal_error(s->eng); /* names the file, when there is one */
-    fprintf(stderr, "footfalld: sealing, merging or checkpoint failed (retried later): %s",
-            why[0] ? why : ff_strerror(rc));
+    memcpy(s->seal_err_last, why, sizeof why);
+    fprintf(stderr, "footfalld: sealing, merging or checkpoint failed (retried later): %s", why);
     if (s->seal_err_untold)
         fprintf(stderr, " (and %llu times since the last such line)",
                 (unsigned long long)s->seal_err_untold);

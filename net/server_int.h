@@ -70,6 +70,7 @@ typedef struct ff_server {
     uint64_t slow_told;            /* hrtime of the last slow-turn or slow-sync line */
     uint64_t seal_err_told;        /* hrtime of the last seal-failure line */
     uint64_t seal_err_untold;      /* failures since that line, not told */
+    char seal_err_last[256];       /* what that line said */
     uint64_t read_at;              /* uv_hrtime() of the latest UDP or TCP read */
     uv_work_t sync_req;            /* the one sync job in flight (group commit) */
     ff_log_sync_job sync_job;      /* what it syncs: owned by the job while sync_busy */
@@ -132,6 +133,9 @@ typedef struct ff_api_reply {
 
 /* Handles one request (api.c). reply->body is initialised by the caller. */
 void ff__api_handle(ff_server *s, const ff_api_req *req, ff_api_reply *reply);
+/* Whether req is an authorized request to a route that reads a body of any size as
+ * JSON (PUT /v1/topology, POST /v1/events): the body of no other is parsed ahead. */
+bool ff__api_reads_big_json(ff_server *s, const ff_api_req *req);
 /* A handler that leaves reply->more set is not done: the caller calls ff__api_more()
  * once per loop turn, other work going on between the calls, until it returns true and
  * the reply is complete (more is then freed and NULL), or ff__api_more_free() to give

@@ -55,6 +55,7 @@ def ack_wait(srv, acked):
     assert all(a <= b for a, b in zip(buckets, buckets[1:])), buckets
     worst, total = value("footfall_ack_wait_max_seconds"), value("footfall_ack_wait_seconds_sum")
     assert (0 < worst <= total) if acked else (worst == total == 0), (worst, total)
+    assert worst < 60, worst  # a wait, not a time since the start
 
 
 def run_mix(plan):
