@@ -33,7 +33,7 @@ typedef struct ff_net_metrics {
     uint64_t seal_errors;         /* failed seal, merge or commit jobs (each retried) */
     ff_hist loop_busy;            /* busy time of each loop turn (server.c, on_watch) */
     ff_hist sync_wait;            /* each group-commit sync, from its begin to its end */
-    ff_hist ack_wait;             /* each UDP or TCP ack, from its frame's read to its send */
+    ff_hist ack_wait;             /* each UDP or TCP ack, from its frame's read to its release */
 } ff_net_metrics;
 
 /* A pending UDP ack: sent once the log position lsn is released. */
