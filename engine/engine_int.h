@@ -133,12 +133,6 @@ struct ff_engine {
     bool seal_dirty;     /* an event at or before seal_to was applied since begin */
     bool seal_sync_next; /* a seal job was discarded: the next seal runs in the tick */
     uint64_t seal_jobs_discarded;
-    struct ff__capture_bufs { /* a seal capture's arrays, kept for the next (seal.c) */
-        ff_seg_row *rows;
-        size_t caprows;
-        struct job_space *sp;
-        size_t capsp;
-    } spare;
     ff_seg **deferred; /* segments to close when the merge job ends (close_seg) */
     size_t ndeferred, capdeferred;
     uint32_t *by_id; /* live space slots in ascending id order (slots_by_id) */

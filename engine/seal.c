@@ -214,9 +214,6 @@ void ff__seal_close(ff_engine *e)
     e->deferred = NULL;
     free(e->by_id);
     e->by_id = NULL;
-    free(e->spare.rows);
-    free(e->spare.sp);
-    e->spare = (struct ff__capture_bufs){0};
     e->by_id_gen = 0;
     free(e->seg_dir);
     e->segs = NULL;
@@ -463,54 +460,15 @@ static void job_unlink(const ff_seal_job *j)
 #define CAPTURE_ROWS 16384
 size_t ff__seal_capture_spaces = 1024;
 
-/*
- * The copy goes into the arrays of the previous seal, kept in e->spare between seals: a
- * fresh array of 1 M rows (24 MB, above malloc's mmap threshold) cost the engine's thread
- * a page fault per 4 KiB written, 4-6 % of its time in bench/ingest. The rows a seal
- * copies are only read up to nrows, so what the last seal left in them is never seen.
- * Kept memory is bounded: arrays for more than KEEP_SEAL_ROWS x seal_rows rows (a seal
- * after a backlog, say) are given back at the seal's end. A seal is due once seal_rows
- * rows have settled in the tick, but its capture also settles the rows the tick had no
- * budget for: under a maximum-rate blast (bench/ingest) a seal copies about twice
- * seal_rows.
- */
-#define KEEP_SEAL_ROWS 4
-
-static size_t keep_rows_max(const ff_engine *e)
-{
-    uint64_t r = e->o.seal_rows ? e->o.seal_rows : FF_SEAL_ROWS;
-    return r > SIZE_MAX / KEEP_SEAL_ROWS ? SIZE_MAX : (size_t)r * KEEP_SEAL_ROWS;
-}
-
-/* Gives the arrays of seal job j (ended or dropped, on the engine's thread) to the next
- * seal, or frees them if they are over the bound. */
-static void capture_keep(ff_engine *e, ff_seal_job *j)
-{
-    if (j->merge || j->commit) return;
-    if (j->caprows <= keep_rows_max(e)) {
-        free(e->spare.rows);
-        e->spare.rows = j->rows, e->spare.caprows = j->caprows;
-        j->rows = NULL;
-    }
-    free(e->spare.sp);
-    e->spare.sp = j->sp, e->spare.capsp = j->capsp; /* a job_space per space: bounded */
-    j->sp = NULL;
-}
-
 static ff_seal_job *seal_job_new(ff_engine *e, int64_t to)
 {
     ff_seal_job *j =
         job_new(e, false, e->sealed_upto == FF_TS_MIN ? FF_TS_MIN : e->sealed_upto + 1, to);
     j->settled = e->settled_since_seal;
     j->topo_gen = e->topo_gen;
-    j->sp = e->spare.sp, j->capsp = e->spare.capsp;
-    j->rows = e->spare.rows, j->caprows = e->spare.caprows;
-    e->spare = (struct ff__capture_bufs){0};
     /* about the rows to come: growing a 16 MB array by doubling took one step 19 ms */
-    size_t want = e->settled_since_seal + e->settled_since_seal / 8;
-    if (want > j->caprows) { /* nothing in it to keep: no realloc's copy */
-        free(j->rows);
-        j->caprows = want;
+    if (e->settled_since_seal) {
+        j->caprows = e->settled_since_seal + e->settled_since_seal / 8;
         j->rows = ff_xmalloc(j->caprows * sizeof(*j->rows));
     }
     return j;
@@ -550,7 +508,6 @@ static ff_seal_job *seal_job(ff_engine *e, int64_t to)
     capture_step(e, j, SIZE_MAX, SIZE_MAX);
     if (j->nrows) return j;
     e->settled_since_seal = 0; /* nothing to seal after all */
-    capture_keep(e, j);
     job_free(j);
     return NULL;
 }
@@ -784,7 +741,6 @@ static int job_end(ff_engine *e, ff_seal_job *j, int rc)
     if (rc == -EAGAIN) e->seal_jobs_discarded++;
     if (rc == -EAGAIN && !j->merge) e->seal_sync_next = true;
     if (rc == 0 && !j->merge) e->seal_sync_next = false;
-    capture_keep(e, j);
     job_free(j);
     return rc;
 }
@@ -844,7 +800,6 @@ static void capture_drop(ff_engine *e, bool discarded)
         e->seal_jobs_discarded++;
         e->seal_sync_next = true; /* as at a discarded job's end */
     }
-    capture_keep(e, j);
     job_free(j);
 }
 
