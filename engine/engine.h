@@ -266,11 +266,13 @@ bool ff_engine_seal_capturing(const ff_engine *e); /* a seal's copy is in progre
 bool ff_engine_seal_stepping(const ff_engine *e);  /* ... or a commit is due */
 int ff_engine_seal_run(ff_seal_job *job);
 int ff_engine_seal_end(ff_engine *e, ff_seal_job *job, int rc);
-/* Why the seal or merge job the last ff_engine_seal_end() (or tick) ended failed, naming
- * the file: "FILE: what is wrong" for a segment it wrote that does not open or could not
- * be written, "corrupt at offset X in FILE: why" for a segment a merge read. "" when
- * it did not fail, was a commit job, or has nothing to add to the error code. Valid
- * until the next job's end or ff_engine_close(). */
+/* Why the seal, merge or commit job the last ff_engine_seal_end() (or tick) ended
+ * failed, naming the file: "FILE: what is wrong" for a segment it wrote that does not
+ * open or could not be written, "corrupt at offset X in FILE: why" for a segment a merge
+ * read, "DIR/FILE: what is wrong" for the checkpoint or topology snapshot a commit
+ * could not write, "DIR: the log's fdatasync for a checkpoint: ..." when its log sync
+ * failed. "" when it did not fail. Valid until the next job's end or ff_engine_close().
+ * (The synchronous ff_engine_commit() does not set it.) */
 const char *ff_engine_seal_error(const ff_engine *e);
 
 /* Durability (see the top of this file). */
