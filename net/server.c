@@ -61,6 +61,7 @@
 #define UDP_SLICE            (64 * 1024) /* one datagram: the largest UDP payload fits */
 #define UDP_BATCH            64          /* datagrams per recvmmsg */
 #define UDP_BUDGET           512         /* datagrams per wake-up, then back to the loop */
+#define UDP_TAKE_EVENTS      16384       /* records per ff_engine_ingest of several frames */
 #define TCP_BUF              (2 * FF_FRAME_MAX)
 #define TCP_MAX_PENDING_ACKS 4096
 #define UDP_MAX_PENDING_ACKS 65536
@@ -89,6 +90,17 @@ struct udp_rx {
     struct iovec iov[UDP_BATCH];
     struct sockaddr_storage addrs[UDP_BATCH];
     uint8_t *buf; /* UDP_BATCH * UDP_SLICE bytes, 64-aligned: frames stay aligned */
+    /* the well-formed frames of one recvmmsg, taken together (udp_take) */
+    struct udp_frame {
+        uint64_t batch_id;
+        uint32_t first, count; /* their records: ev[first .. first + count) */
+        uint8_t msg;           /* index into msgs / addrs */
+        bool ack;
+    } fr[UDP_BATCH];
+    unsigned nfr;
+    uint32_t nev;
+    ff_event *ev; /* UDP_TAKE_EVENTS */
+    uint8_t *out; /* their outcomes */
 };
 
 static ff_event *scratch_events; /* big-endian hosts decode here */
@@ -369,34 +381,71 @@ static void udp_queue_ack(ff_server *s, const struct sockaddr *addr, const ff_ac
     s->uack_len++;
 }
 
-static void udp_datagram(ff_server *s, const uint8_t *p, size_t n, const struct sockaddr *addr)
+/*
+ * The frames of one recvmmsg are taken in one ff_engine_ingest, in arrival order, which
+ * gives every event the outcome it would have had one frame at a time. One call per
+ * frame restarted ingest's prefetch pipeline (engine/engine.c) every 64 events and paid
+ * its fixed costs (a log record, the clock) per frame. Each frame's ack is then counted
+ * from the outcomes of its own records.
+ */
+static void udp_take(ff_server *s, struct udp_rx *rx)
 {
+    if (rx->nfr == 0) return;
+    int rc = ff_engine_ingest(s->eng, rx->ev, rx->nev, rx->out, NULL);
+    for (unsigned f = 0; f < rx->nfr; f++) {
+        const struct udp_frame *fr = &rx->fr[f];
+        ff_ack ack = {.batch_id = fr->batch_id, .status = FF_ACK_OVERLOAD};
+        if (rc == 0) {
+            unsigned n[FF_OUT__COUNT] = {0};
+            for (uint32_t i = fr->first; i < fr->first + fr->count; i++) n[rx->out[i]]++;
+            ack.duplicates = (uint16_t)n[FF_OUT_DUPLICATE];
+            ack.late = (uint16_t)n[FF_OUT_LATE];
+            ack.accepted = (uint16_t)(n[FF_OUT_ACCEPTED] + n[FF_OUT_LATE]);
+            ack.refused = (uint16_t)(fr->count - ack.accepted - ack.duplicates);
+            ack.status = ack.refused ? FF_ACK_PARTIAL : FF_ACK_OK;
+        } else {
+            s->m.udp_overloaded++;
+        }
+        if (fr->ack) udp_queue_ack(s, (const struct sockaddr *)&rx->addrs[fr->msg], &ack);
+    }
+    rx->nfr = 0;
+    rx->nev = 0;
+}
+
+/* Datagram i of the last recvmmsg: a malformed one is counted (and acked as such when
+ * it asked and is recognisably ours); a frame joins the ones to take. */
+static void udp_datagram(ff_server *s, struct udp_rx *rx, unsigned i)
+{
+    const uint8_t *p = rx->buf + (size_t)i * UDP_SLICE;
+    size_t n = rx->msgs[i].msg_len;
+    const struct sockaddr *addr = (const struct sockaddr *)&rx->addrs[i];
     ff_frame_header h;
-    ff_ack ack;
     s->m.udp_datagrams++;
     int rc = ff_frame_parse_header(p, n, &h);
     if (rc == 0 && n != ff_frame_size(&h)) rc = FF_EFORMAT;
     if (rc < 0) {
         s->m.udp_malformed++;
-        /* Ack only what is recognisably ours and asked for one. */
         if (n >= FF_FRAME_HEADER && memcmp(p, "FFE1", 4) == 0 && (p[6] & 1)) {
-            memset(&ack, 0, sizeof(ack));
-            ack.status = FF_ACK_MALFORMED;
-            ack.batch_id = h.batch_id;
+            ff_ack ack = {.status = FF_ACK_MALFORMED, .batch_id = h.batch_id};
             udp_queue_ack(s, addr, &ack);
         }
         return;
     }
     s->m.udp_events += h.count;
-    admit_frame(s, p + FF_FRAME_HEADER, &h, &ack);
-    if (ack.status == FF_ACK_OVERLOAD) s->m.udp_overloaded++;
-    if (h.flags & FF_FRAME_FLAG_ACK) udp_queue_ack(s, addr, &ack);
+    if (rx->nev + h.count > UDP_TAKE_EVENTS) udp_take(s, rx);
+    ff_frame_records(p + FF_FRAME_HEADER, h.count, rx->ev + rx->nev);
+    rx->fr[rx->nfr++] = (struct udp_frame){.batch_id = h.batch_id,
+                                           .first = rx->nev,
+                                           .count = h.count,
+                                           .msg = (uint8_t)i,
+                                           .ack = h.flags & FF_FRAME_FLAG_ACK};
+    rx->nev += h.count;
 }
 
 /*
- * The socket is readable: up to UDP_BUDGET datagrams, UDP_BATCH per recvmmsg, each
- * admitted in place. Stops early when the socket is drained; whatever is left keeps the
- * (level-triggered) poll ready for the next turn.
+ * The socket is readable: up to UDP_BUDGET datagrams, UDP_BATCH per recvmmsg, the frames
+ * of each recvmmsg taken together. Stops early when the socket is drained; whatever is
+ * left keeps the (level-triggered) poll ready for the next turn.
  */
 static void udp_readable(uv_poll_t *p, int status, int events)
 {
@@ -412,15 +461,14 @@ static void udp_readable(uv_poll_t *p, int status, int events)
         if (n <= 0) break; /* EAGAIN, or an error the next readiness will show again */
         s->read_at = uv_hrtime();
         for (int i = 0; i < n; i++) {
-            const struct msghdr *m = &rx->msgs[i].msg_hdr;
             if (rx->msgs[i].msg_len == 0) continue;
-            if (m->msg_flags & MSG_TRUNC) {
+            if (rx->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
                 s->m.udp_malformed++;
                 continue;
             }
-            udp_datagram(s, rx->buf + (size_t)i * UDP_SLICE, rx->msgs[i].msg_len,
-                         (const struct sockaddr *)&rx->addrs[i]);
+            udp_datagram(s, rx, (unsigned)i);
         }
+        udp_take(s, rx); /* before the next recvmmsg reuses the addresses */
         total += (unsigned)n;
         if (n < UDP_BATCH) break;
     }
@@ -431,6 +479,8 @@ static struct udp_rx *udp_rx_new(void)
     struct udp_rx *rx = ff_xcalloc(1, sizeof(*rx));
     rx->buf = aligned_alloc(64, (size_t)UDP_BATCH * UDP_SLICE);
     if (rx->buf == NULL) FF_PANIC("out of memory");
+    rx->ev = ff_xmalloc(UDP_TAKE_EVENTS * sizeof(*rx->ev));
+    rx->out = ff_xmalloc(UDP_TAKE_EVENTS);
     for (unsigned i = 0; i < UDP_BATCH; i++) {
         rx->iov[i] = (struct iovec){rx->buf + (size_t)i * UDP_SLICE, UDP_SLICE};
         rx->msgs[i].msg_hdr =
@@ -441,7 +491,11 @@ static struct udp_rx *udp_rx_new(void)
 
 static void udp_rx_free(struct udp_rx *rx)
 {
-    if (rx) free(rx->buf);
+    if (rx) {
+        free(rx->buf);
+        free(rx->ev);
+        free(rx->out);
+    }
     free(rx);
 }
 

@@ -3,10 +3,12 @@ UDP, TCP, HTTP JSON and HTTP CSV, each in its own order and mix, gives identical
 answers (counts at many T, buckets, every occupancy row) once all are in."""
 import os
 import random
+import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from ffharness import US, Runner, Server, answers, now_us, random_events  # noqa: E402
+from ffharness import (US, Runner, Server, answers, frame, now_us, parse_ack,  # noqa: E402
+                       random_events)
 
 r = Runner("e2e transports")
 rng = random.Random(int(os.environ.get("FF_SEED", "20261128")))
@@ -86,4 +88,38 @@ def same():
 
 
 r.check("identical answers over every transport and order", same)
+
+
+def burst_acks():
+    """Frames sent back to back reach the server in one recvmmsg and are taken in one
+    ingest: each ack still counts only its own frame's records."""
+    srv = Server("--settle", "1m")
+    try:
+        t = now_us() - 3 * 3600 * US
+        f1 = [(283, 1, 1, t), (283, -1, 2, t + US), (423, 1, 1, t + 3600 * US)]
+        f2 = [(423, 1, 2, t + 3601 * US), f1[0], (999999, 1, 1, t + 3601 * US),
+              (423, 1, 2, t + 3601 * US)]
+        f4 = [(283, 3, 3, t + 3601 * US), (283, 1, 4, now_us() + 3600 * US)]
+        f5 = [(283, 1, 5, t + 10 * US), (423, -1, 3, t + 3602 * US)]  # the first is late
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(5)
+        for i, f in [(1, f1), (2, f2), (4, f4), (5, f5)]:
+            s.sendto(frame(f, i), srv.udp)
+            if i == 2:
+                s.sendto(frame([(283, 1, 9, t)], 3)[:-1], srv.udp)  # malformed
+        acks = {}
+        while len(acks) < 5:
+            a = parse_ack(s.recv(64))
+            acks[a["batch_id"]] = a
+        s.close()
+        got = {i: (a["status"], a["accepted"], a["duplicates"], a["late"], a["refused"])
+               for i, a in acks.items()}
+        want = {1: (0, 3, 0, 0, 0), 2: (1, 1, 2, 0, 1), 3: (2, 0, 0, 0, 0), 4: (1, 0, 0, 0, 2),
+                5: (0, 2, 0, 1, 0)}
+        assert got == want, got
+    finally:
+        srv.close()
+
+
+r.check("a burst of frames: each ack counts its own records", burst_acks)
 r.finish()
