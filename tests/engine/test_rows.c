@@ -121,7 +121,8 @@ Test(rows, take_dpu_removes_its_rows_from_a_time_and_refolds)
 }
 
 /* After a burst, the ring and the settled array give their capacity back as the rows
- * leave, and what stays is intact. */
+ * leave (the ring at the settle after the one that emptied it), and what stays is
+ * intact. */
 Test(rows, capacity_follows_the_window_after_a_burst)
 {
     ff__rows r = {0};
@@ -130,6 +131,8 @@ Test(rows, capacity_follows_the_window_after_a_burst)
     int64_t occ_at_9990 = ff__rows_at(&r, 9989)->occ;
     ff__rows_settle(&r, 9990, SIZE_MAX); /* 10 rows stay pending */
     cr_assert_eq(r.npend, 10);
+    cr_assert_geq(r.capring, 10000, "the ring is fitted to what it held at the settle");
+    cr_assert_eq(ff__rows_settle(&r, 9990, SIZE_MAX), 0);
     cr_assert_leq(r.capring, 64, "ring kept %u slots for 10 rows", r.capring);
     cr_assert_geq(r.capset, 9990);
     size_t capset = r.capset;
@@ -150,6 +153,28 @@ Test(rows, capacity_follows_the_window_after_a_burst)
     cr_assert_eq(r.capset, 0);
     cr_assert_null(r.setmem);
     ff__rows_check(&r, 9990, true);
+    ff__rows_free(&r);
+}
+
+/* A ring that fills to about the same level between settles keeps its capacity: it is
+ * not shrunk after each settle empties it only to grow back before the next. */
+Test(rows, ring_refilled_between_settles_keeps_its_capacity)
+{
+    ff__rows r = {0};
+    int64_t t = 0;
+    uint32_t cap = 0;
+    for (int round = 0; round < 10; round++) {
+        for (int i = 0; i < 70; i++) add(&r, ++t, 1, 1);
+        if (round == 1) cap = r.capring;
+        if (round > 1)
+            cr_assert_eq(r.capring, cap, "round %d: %u slots, then %u", round, cap, r.capring);
+        ff__rows_settle(&r, t - 1, SIZE_MAX); /* one row stays pending */
+        cr_assert_eq(r.npend, 1);
+        if (round > 1) cr_assert_eq(r.capring, cap, "round %d: shrunk to %u", round, r.capring);
+        ff__rows_drop_front(&r, r.nset, ff__rows_at(&r, r.nset - 1)->occ); /* sealed */
+    }
+    cr_assert_eq(cap, 128);
+    ff__rows_check(&r, t - 1, true);
     ff__rows_free(&r);
 }
 
