@@ -100,6 +100,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -404,6 +405,7 @@ struct ff_seal_job {
     uint64_t settled;  /* settled_since_seal at begin */
     uint64_t topo_gen; /* e->topo_gen at begin */
     size_t cursor;     /* spaces (in id order) captured so far */
+    size_t prefaulted; /* rows[0 .. prefaulted) are known to be mapped */
     bool captured;     /* every space is in: the job may run */
     ff_seg *seg;       /* the new segment, opened by run (validating its footer is O(spaces)) */
     char err[FF_SEG_ERRLEN];
@@ -474,10 +476,25 @@ static ff_seal_job *seal_job_new(ff_engine *e, int64_t to)
     return j;
 }
 
+/* Maps the capture array's next `rows` rows in one madvise. A fresh array faulted in
+ * one 4 KiB page at a time, and in a VM each fault is dear: at 200 DPUs and 1.1 M
+ * events/s over UDP those faults were 17.8 % of the loop thread, and this took its CPU
+ * per event down 9-14 % (BENCHMARKS). A hint: on failure the faults come as before. */
+static void capture_prefault(ff_seal_job *j, size_t rows)
+{
+    size_t to = rows < j->caprows - j->nrows ? j->nrows + rows : j->caprows;
+    if (to <= j->prefaulted) return;
+    uintptr_t a = (uintptr_t)(j->rows + j->prefaulted) & ~(uintptr_t)4095;
+    uintptr_t b = (uintptr_t)(j->rows + to);
+    (void)madvise((void *)a, b - a, MADV_POPULATE_WRITE);
+    j->prefaulted = to;
+}
+
 /* Settles and copies the rows with ts <= to of the next spaces in id order (segments
  * list spaces by id); at most max_spaces spaces and about max_rows rows. */
 static void capture_step(ff_engine *e, ff_seal_job *j, size_t max_spaces, size_t max_rows)
 {
+    capture_prefault(j, max_rows);
     size_t n;
     const uint32_t *slots = slots_by_id(e, &n);
     size_t rows = 0, stop = j->cursor + max_spaces < n ? j->cursor + max_spaces : n;
@@ -488,7 +505,9 @@ static void capture_step(ff_engine *e, ff_seal_job *j, size_t max_spaces, size_t
         size_t k = sealable(&s->rows, j->to);
         if (!k) continue;
         j->sp = ff_xgrow(j->sp, &j->capsp, j->nsp + 1, sizeof(*j->sp));
+        ff_seg_row *was = j->rows;
         j->rows = ff_xgrow(j->rows, &j->caprows, j->nrows + k, sizeof(*j->rows));
+        if (j->rows != was) j->prefaulted = j->nrows; /* a copy maps only what it copied */
         j->sp[j->nsp++] = (job_space){.id = s->def.id,
                                       .slot = slots[j->cursor],
                                       .base = s->rows.base,
