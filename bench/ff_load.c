@@ -716,13 +716,20 @@ static int send_new(load *L, uint64_t now)
     int n = 0;
     /* The frames share the span from the last timestamp sent to now's, each its slice:
      * given the same ts, a batch of frames put up to 4,000 events on one microsecond, in
-     * random DPU order, which a server must sort in (not a load DPUs make). */
+     * random DPU order, which a server must sort in (not a load DPUs make). nf: about
+     * how many frames the room, the pace and --events let this call build. */
+    uint64_t b = (uint64_t)L->o->batch, nf = room;
+    if (allow / b < nf) nf = allow / b;
+    if (L->o->events && (L->o->events - L->ev_sent + b - 1) / b < nf)
+        nf = (L->o->events - L->ev_sent + b - 1) / b;
+    if (nf == 0) nf = 1; /* a last, partial frame */
     int64_t ts = sim_ts(L, p), from = L->last_ts < ts ? L->last_ts : ts;
     while ((uint64_t)n < room) {
-        uint64_t want = (uint64_t)L->o->batch;
+        uint64_t want = b;
         if (L->o->events && L->o->events - L->ev_sent < want) want = L->o->events - L->ev_sent;
         if (want == 0 || allow < want) break;
-        build_frame(L, L->next, (int)want, from + (ts - from) * (n + 1) / (int64_t)room, now);
+        uint64_t k = (uint64_t)n + 1 < nf ? (uint64_t)n + 1 : nf;
+        build_frame(L, L->next, (int)want, from + (ts - from) * (int64_t)k / (int64_t)nf, now);
         ids[n++] = L->next++;
         L->ev_sent += want;
         L->credit -= (double)want;

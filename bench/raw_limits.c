@@ -22,7 +22,10 @@
  *
  * Usage: raw_limits [--seconds S] [--dir DIR] [--records N] [--syncs N] [--gated S]
  * The files go to DIR (default: the current directory; put it on the server's data
- * disk) and are removed. Output: one "raw key=value ..." line, then the same as text.
+ * disk) and are removed. Output: one "raw key=value ..." line, then the same as text;
+ * with --gated, one more "raw gated_..." line and its text per number of sync threads.
+ * Exit status 1 when the gated measurement failed (the others print their error and
+ * report 0).
  */
 #include "engine/ff.h"
 
@@ -232,6 +235,7 @@ static int bench_fdatasync(const char *dir, int n, double *p50_us, double *p99_u
 typedef struct gated {
     int fd;
     atomic_llong written, durable; /* bytes */
+    atomic_int err;                /* a sync thread's failed fdatasync */
     atomic_bool stop;
     int stagger_us;
 } gated;
@@ -246,7 +250,10 @@ static void *gated_syncer(void *arg)
             usleep(50);
             continue;
         }
-        if (fdatasync(g->fd) < 0) break;
+        if (fdatasync(g->fd) < 0) {
+            atomic_store(&g->err, -errno);
+            break;
+        }
         while (w > d && !atomic_compare_exchange_weak(&g->durable, &d, w)) {
         }
     }
@@ -268,11 +275,14 @@ static int bench_gated(const char *dir, double seconds, int nsync, double out_us
     memset(block, 0x5a, sizeof block);
     pthread_t th[2];
     int started = 0;
-    for (; rc == 0 && started < nsync; started++)
-        if (pthread_create(&th[started], NULL, gated_syncer, &g)) rc = -EAGAIN;
+    while (rc == 0 && started < nsync)
+        if (pthread_create(&th[started], NULL, gated_syncer, &g))
+            rc = -EAGAIN;
+        else
+            started++;
     size_t n = 0, done = 0;
     double t0 = now_s(), next = t0;
-    while (rc == 0 && n < cap && now_s() - t0 < seconds) {
+    while (rc == 0 && n < cap && now_s() - t0 < seconds && !(rc = atomic_load(&g.err))) {
         if (pwrite(g.fd, block, sizeof block, (off_t)n * GATED_BLOCK) != (ssize_t)sizeof block) {
             rc = -errno;
             break;
@@ -288,7 +298,7 @@ static int bench_gated(const char *dir, double seconds, int nsync, double out_us
             usleep(20);
         }
     }
-    while (rc == 0 && done < n) {
+    while (rc == 0 && done < n && !(rc = atomic_load(&g.err))) {
         long long d = atomic_load(&g.durable);
         double t = now_s();
         for (; done < n && (long long)(done + 1) * GATED_BLOCK <= d; done++)
@@ -352,15 +362,20 @@ int main(int argc, char **argv)
     printf("mmap append of %llu 16-byte records: %.1f M records/s, %.1f M/s with the final msync\n",
            (unsigned long long)records, mm / 1e6, mms / 1e6);
     printf("8 KiB pwrite + fdatasync: p50 %.0f us, p99 %.0f us (%d runs)\n", s50, s99, syncs);
+    int status = 0;
     for (int k = 1; gated_s > 0 && k <= 2; k++) {
         double g[3] = {0, 0, 0};
         rc = bench_gated(dir, gated_s, k, g);
-        if (rc < 0) fprintf(stderr, "raw_limits: gated appends in %s: %s\n", dir, ff_strerror(rc));
+        if (rc < 0) {
+            fprintf(stderr, "raw_limits: gated appends in %s: %s\n", dir, ff_strerror(rc));
+            status = 1;
+            continue;
+        }
         printf("raw gated_syncers=%d gated_p50_us=%.0f gated_p99_us=%.0f gated_max_us=%.0f\n", k,
                g[0], g[1], g[2]);
         printf("4 KiB appends every %d us, each waiting for a covering fdatasync, %d sync "
                "thread%s: p50 %.0f us, p99 %.0f us, max %.0f us\n",
                GATED_EVERY_US, k, k > 1 ? "s" : "", g[0], g[1], g[2]);
     }
-    return 0;
+    return status;
 }

@@ -219,12 +219,15 @@ static void ring_grow(ff__rows *r)
  * like the doubling). Without this they kept their peak-hour capacity for good, and the
  * day's noise raised that peak a little more each day (bench/week).
  *
- * The ring is fitted to what it held when a settle came, not to what is left after it:
- * a settle empties it, and the rows of the next interval between settles (2.4 s for
- * each space at 50,000 spaces: TICK_SPACES in engine.c) fill it again. Fitted to the
- * remainder it went 128 -> 16 -> 32 -> 64 -> 128 slots at every visit: one malloc and
- * free per 12 events at 100,000 DPUs and a million events a second. So a burst's
- * capacity is given back one settle later, when the ring held little at that settle.
+ * The ring is fitted to what it held when a settle came, not to what is left after it.
+ * When the horizon moves faster than the tick comes back to a space (2.4 s for each of
+ * 50,000 spaces: TICK_SPACES in engine.c; a replay, or a load whose timestamps run ahead
+ * of the wall clock), a settle empties the ring and the next interval fills it again:
+ * fitted to the remainder it went 128 -> 16 -> 32 -> 64 -> 128 slots at every visit, one
+ * malloc and free per 12 events at 100,000 DPUs and a million events a second. (In real
+ * time a ring holds the whole settle window and a visit moves a sliver of it: both rules
+ * fit it alike.) So a burst's capacity is given back one settle later, when the ring
+ * held little at that settle.
  */
 #define FIT_MIN 16
 static void ring_fit(ff__rows *r, uint32_t held)

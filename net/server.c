@@ -36,9 +36,10 @@
  * to the thread pool; its end, back on the loop, attaches the segment and commits a
  * checkpoint. One job at a time; shutdown waits for it like for the sync job.
  *
- * UDP datagrams are not copied: records are admitted in place from the receive buffer
- * (on a little-endian host the wire record is the in-memory ff_event). Acks go out in
- * batches through sendmmsg on the same socket.
+ * UDP: the records of the well-formed frames of one recvmmsg are copied side by side
+ * (one memcpy a frame: on a little-endian host the wire record is the in-memory
+ * ff_event) and taken in one ff_engine_ingest (udp_take). Acks go out in batches
+ * through sendmmsg on the same socket.
  *
  * TCP: each connection reads into its own buffer of two maximal frames; complete frames
  * are admitted in order and their acks queued on the connection in frame order. A

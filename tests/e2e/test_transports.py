@@ -3,6 +3,7 @@ UDP, TCP, HTTP JSON and HTTP CSV, each in its own order and mix, gives identical
 answers (counts at many T, buckets, every occupancy row) once all are in."""
 import os
 import random
+import signal
 import socket
 import sys
 
@@ -122,4 +123,46 @@ def burst_acks():
 
 
 r.check("a burst of frames: each ack counts its own records", burst_acks)
+
+
+def burst_past_one_take():
+    """40 frames of 1,000 records, queued while the server is stopped, come out of one
+    recvmmsg: more records than one ingest call takes (16,384), so the frames are taken
+    in three calls. Each later frame repeats 10 records of the first; every ack is exact,
+    and so is the count of accepted events."""
+    srv = Server("--settle", "1m")
+    try:
+        t = now_us() - 3 * 3600 * US
+        per, nfr = 1000, 40
+        frames = [[(283 if j % 2 else 423, 1, (k * per + j) & 0xffff, t + (k * per + j) * 1000)
+                   for j in range(per)] for k in range(nfr)]
+        for k in range(1, nfr):
+            frames[k][:10] = frames[0][:10]
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(10)
+        os.kill(srv.proc.pid, signal.SIGSTOP)
+        try:
+            for k, f in enumerate(frames):
+                s.sendto(frame(f, k + 1), srv.udp)
+            s.sendto(frame([(283, 1, 1, t)], 999)[:-3], srv.udp)  # malformed
+        finally:
+            os.kill(srv.proc.pid, signal.SIGCONT)
+        acks = {}
+        while len(acks) < nfr + 1:
+            a = parse_ack(s.recv(64))
+            acks[a["batch_id"]] = a
+        s.close()
+        for i, a in acks.items():
+            got = (a["status"], a["accepted"], a["duplicates"], a["late"], a["refused"])
+            want = ((2, 0, 0, 0, 0) if i == 999 else (0, per, 0, 0, 0) if i == 1
+                    else (0, per - 10, 10, 0, 0))
+            assert got == want, (i, got, want)
+        m = srv.get("/metrics").splitlines()
+        taken = next(ln for ln in m if ln.startswith("footfall_events_accepted_total "))
+        assert float(taken.split()[-1]) == nfr * per - (nfr - 1) * 10, taken
+    finally:
+        srv.close()
+
+
+r.check("a burst past one ingest call's records: every ack exact", burst_past_one_take)
 r.finish()
