@@ -252,6 +252,7 @@ static int write_atomic(int dfd, const char *name, const obuf *b, int stop, bool
     snprintf(tmp, sizeof(tmp), "%s.tmp", name);
     snprintf(failed, 64, "%s", tmp); /* what a failure names, until the rename */
     int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), rc = 0;
+    bool crashed = false; /* the tests' simulated crash, which leaves the .tmp */
     if (fd < 0) rc = -errno;
     ff_wfile f; /* a topology snapshot is hundreds of MB at 10 M DPUs: see storage/file.h */
     ff_wfile_init(&f, fd, 0);
@@ -265,12 +266,12 @@ static int write_atomic(int dfd, const char *name, const obuf *b, int stop, bool
     if (!rc && stop != FF__STOP_NONE && ff__seal_test_stop == stop) { /* a crash, in tests */
         ff__seal_test_stop = FF__STOP_HIT;
         rc = -EINTR;
+        crashed = true;
     }
     if (!rc && renamed) *renamed = true;
     if (!rc && renameat(dfd, tmp, dfd, name) != 0) rc = -errno;
-    if (rc && rc != -EINTR) /* nothing left behind (-EINTR: a simulated crash leaves it) */
-        unlinkat(dfd, tmp, 0);
-    if (!rc) failed[0] = '\0'; /* the directory's fsync */
+    if (rc && !crashed) unlinkat(dfd, tmp, 0); /* nothing left behind */
+    if (!rc) failed[0] = '\0';                 /* the directory's fsync */
     if (!rc && fsync(dfd) != 0) rc = -errno;
     if (!rc && stop == FF__STOP_CKPT_TMP && ff__seal_test_stop == FF__FAIL_DIRSYNC) {
         ff__seal_test_stop = FF__STOP_HIT; /* a failed directory fsync, in tests */
