@@ -482,9 +482,8 @@ static ff_seal_job *seal_job_new(ff_engine *e, int64_t to)
  * per event down 9-14 % (BENCHMARKS). A hint: on failure the faults come as before. */
 static void capture_prefault(ff_seal_job *j, size_t rows)
 {
-#ifdef MADV_POPULATE_WRITE /* Linux 5.14 */
-    static uintptr_t page;
-    if (!page) page = (uintptr_t)sysconf(_SC_PAGESIZE);
+#ifdef MADV_POPULATE_WRITE /* Linux 5.14; sysconf here is a read, no syscall */
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     size_t to = rows < j->caprows - j->nrows ? j->nrows + rows : j->caprows;
     if (to <= j->prefaulted) return;
     uintptr_t a = (uintptr_t)(j->rows + j->prefaulted) & ~(page - 1);
