@@ -1,7 +1,8 @@
 /*
  * server.c -- footfalld's loop: UDP and TCP ingest, group commit, the tick, shutdown.
  *
- * One loop thread, one libuv loop, plus one msync at a time on libuv's thread pool.
+ * One loop thread, one libuv loop, plus one msync at a time on libuv's thread pool and
+ * one seal job at a time on the seal thread.
  * Each wake-up does bounded work, so one busy socket cannot starve the others or the
  * HTTP server: the UDP socket is read by our own recvmmsg loop (UDP_BATCH datagrams
  * per call, at most UDP_BUDGET per wake-up; uv_poll is level-triggered, so what is
@@ -33,8 +34,15 @@
  * Sealing runs off the loop thread too (engine.h, ff_engine_seal_begin): after each
  * tick, if a seal or merge is due, its rows are copied into a job on the loop thread
  * (a few ms per million rows) and the job -- encode, lz4, write, fsync, rename -- goes
- * to the thread pool; its end, back on the loop, attaches the segment and commits a
+ * to the seal thread; its end, back on the loop, attaches the segment and commits a
  * checkpoint. One job at a time; shutdown waits for it like for the sync job.
+ *
+ * The seal thread is footfalld's own, not the thread pool's, so that it can run at a
+ * lower priority (nice +SEAL_NICE) than the loop and the msync: a job is seconds of
+ * CPU at 10 M DPUs, and on two cores a job woken at the loop's priority took the
+ * loop's core for one time slice after another, 5-36 ms at a time, while the acks
+ * waited (docs/BENCHMARKS.md). At a lower priority the job takes what the loop and the
+ * sync leave, and the loop preempts it at once when it wakes.
  *
  * UDP: the records of the well-formed frames of one recvmmsg are copied side by side
  * (one memcpy a frame: on a little-endian host the wire record is the in-memory
@@ -53,7 +61,9 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -725,11 +735,79 @@ static int tcp_start(ff_server *s, const struct sockaddr_storage *addr)
 
 /* ---- Timers, signals, shutdown ----------------------------------------------------- */
 
-/* Thread pool: the writing of a segment or of a checkpoint, nothing else. */
-static void seal_work(uv_work_t *w)
+/* ---- The seal thread (see the top) -------------------------------------------------- */
+
+#define SEAL_NICE 10
+
+static void sealer_main(void *arg)
 {
-    ff_server *s = w->data;
-    s->seal_rc = ff_engine_seal_run(s->seal_job);
+    ff_server *s = arg;
+    (void)pthread_setname_np(pthread_self(), "ff-seal"); /* for top -H, ps -L */
+    /* Linux: a thread's own nice value. A hint: a failure leaves the job at the loop's
+     * priority, as it was on the thread pool. */
+    (void)setpriority(PRIO_PROCESS, (id_t)gettid(), SEAL_NICE);
+    uv_mutex_lock(&s->sealer_mu);
+    for (;;) {
+        while (s->sealer_todo == NULL && !s->sealer_quit)
+            uv_cond_wait(&s->sealer_cv, &s->sealer_mu);
+        if (s->sealer_todo == NULL) break; /* told to quit, nothing left to do */
+        ff_seal_job *j = s->sealer_todo;
+        uv_mutex_unlock(&s->sealer_mu);
+        int rc = ff_engine_seal_run(j);
+        uv_mutex_lock(&s->sealer_mu);
+        s->sealer_todo = NULL;
+        s->seal_rc = rc;
+        s->sealer_done = true;
+        uv_async_send(&s->sealer_async);
+    }
+    uv_mutex_unlock(&s->sealer_mu);
+}
+
+static int sealer_start(ff_server *s)
+{
+    int rc;
+    if ((rc = uv_mutex_init(&s->sealer_mu)) < 0) return rc;
+    if ((rc = uv_cond_init(&s->sealer_cv)) < 0) goto out_mu;
+    if ((rc = uv_thread_create(&s->sealer, sealer_main, s)) < 0) goto out_cv;
+    s->sealer_on = true;
+    return 0;
+out_cv:
+    uv_cond_destroy(&s->sealer_cv);
+out_mu:
+    uv_mutex_destroy(&s->sealer_mu);
+    return rc;
+}
+
+static void seal_failed(ff_server *s, int rc);
+
+/* Loop thread: ends the job the seal thread finished (attaches the segment and commits,
+ * or discards it if stale). */
+static void seal_finish(ff_server *s)
+{
+    uv_mutex_lock(&s->sealer_mu);
+    bool done = s->sealer_done;
+    s->sealer_done = false;
+    int run_rc = s->seal_rc;
+    uv_mutex_unlock(&s->sealer_mu);
+    if (!done) return;
+    int rc = ff_engine_seal_end(s->eng, s->seal_job, run_rc);
+    s->seal_job = NULL;
+    if (rc < 0 && rc != -EINTR) seal_failed(s, rc);
+}
+
+/* Waits for the job in flight, ends it, and stops the thread. */
+static void sealer_stop(ff_server *s)
+{
+    if (!s->sealer_on) return;
+    uv_mutex_lock(&s->sealer_mu);
+    s->sealer_quit = true;
+    uv_cond_signal(&s->sealer_cv);
+    uv_mutex_unlock(&s->sealer_mu);
+    uv_thread_join(&s->sealer);
+    seal_finish(s);
+    uv_cond_destroy(&s->sealer_cv);
+    uv_mutex_destroy(&s->sealer_mu);
+    s->sealer_on = false;
 }
 
 static void seal_step(ff_server *s);
@@ -759,14 +837,13 @@ static void seal_failed(ff_server *s, int rc)
     s->seal_err_untold = 0;
 }
 
-/* Loop thread: the segment is attached and committed, or discarded if stale. */
-static void seal_done(uv_work_t *w, int status)
+/* Loop thread, woken by the seal thread: the job's end, then the commit that follows a
+ * seal or merge. */
+static void on_sealer_done(uv_async_t *a)
 {
-    ff_server *s = w->data;
-    int rc = ff_engine_seal_end(s->eng, s->seal_job, status < 0 ? status : s->seal_rc);
-    s->seal_job = NULL;
-    if (rc < 0 && rc != -EINTR) seal_failed(s, rc);
-    seal_step(s); /* the commit that follows a seal or merge */
+    ff_server *s = a->data;
+    seal_finish(s);
+    seal_step(s);
 }
 
 static void on_seal_idle(uv_idle_t *h);
@@ -777,8 +854,10 @@ static void seal_step(ff_server *s)
 {
     if (s->seal_job || s->stopping) return;
     if (ff_engine_seal_begin(s->eng, &s->seal_job) == 1) {
-        s->seal_req.data = s;
-        uv_queue_work(s->loop, &s->seal_req, seal_work, seal_done);
+        uv_mutex_lock(&s->sealer_mu);
+        s->sealer_todo = s->seal_job;
+        uv_cond_signal(&s->sealer_cv);
+        uv_mutex_unlock(&s->sealer_mu);
     }
     if (ff_engine_seal_stepping(s->eng))
         uv_idle_start(&s->seal_idle, on_seal_idle);
@@ -928,8 +1007,9 @@ static void server_stop_all(ff_server *s)
 {
     if (s->http) ff__http_stop(s->http);
     s->http = NULL;
+    sealer_stop(s); /* waits for the job in flight */
     uv_walk(s->loop, close_walk, s);
-    uv_run(s->loop, UV_RUN_DEFAULT); /* also waits for the sync and seal jobs in flight */
+    uv_run(s->loop, UV_RUN_DEFAULT); /* also waits for the sync job in flight */
     FF_ASSERT(!s->sync_busy && !s->seal_job);
 }
 
@@ -947,7 +1027,7 @@ int ff_server_run(const ff_server_opts *o)
 
     ff_engine_recovery rec;
     ff_engine_opts eo = o->engine;
-    eo.seal_async = true; /* on the thread pool: see on_tick */
+    eo.seal_async = true; /* on the seal thread: see the top */
     eo.on_archived = ff__metrics_archived;
     eo.on_archived_ctx = s;
     int rc = ff_engine_open(&s->eng, &eo, &rec);
@@ -972,6 +1052,12 @@ int ff_server_run(const ff_server_opts *o)
     s->tick.data = s;
     uv_idle_init(s->loop, &s->seal_idle);
     s->seal_idle.data = s;
+    uv_async_init(s->loop, &s->sealer_async, on_sealer_done);
+    s->sealer_async.data = s;
+    if ((rc = sealer_start(s)) < 0) {
+        fprintf(stderr, "footfalld: cannot start the seal thread: %s\n", uv_strerror(rc));
+        goto out_handles;
+    }
     uv_timer_start(&s->tick, on_tick, TICK_MS, TICK_MS);
     uv_timer_init(s->loop, &s->fsync_timer);
     s->fsync_timer.data = s;

@@ -77,9 +77,17 @@ typedef struct ff_server {
     int sync_rc;                   /* its msync's result, written by the worker */
     bool sync_busy;
     uint64_t sync_began;   /* uv_hrtime() at its begin */
-    uv_work_t seal_req;    /* the one seal or merge job in flight (engine/seal.c) */
-    ff_seal_job *seal_job; /* NULL when none */
-    int seal_rc;           /* its run's result, written by the worker */
+    ff_seal_job *seal_job; /* the one seal, merge or commit job in flight; NULL none */
+    /* the seal thread (server.c) runs it; these are shared with it under sealer_mu */
+    uv_thread_t sealer;
+    bool sealer_on;           /* started (joined at stop) */
+    uv_mutex_t sealer_mu;     /* guards the four below */
+    uv_cond_t sealer_cv;      /* a job to run, or quit */
+    ff_seal_job *sealer_todo; /* handed to the thread; NULL once it ran */
+    int seal_rc;              /* the run's result */
+    bool sealer_done;         /* a run ended: on_sealer_done ends the job */
+    bool sealer_quit;
+    uv_async_t sealer_async; /* wakes the loop when a run ends */
     uv_timer_t tick;
     uv_idle_t seal_idle; /* runs while a seal capture is in progress (on_tick) */
     uv_timer_t fsync_timer;

@@ -73,6 +73,33 @@ def clean_stop_commits_and_restart_replays_nothing():
         srv.close()
 
 
+def thread_nice(pid):
+    """{thread name: [nice, ...]} of a process (Linux /proc)."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+            st = f.read()
+        name = st[st.index("(") + 1:st.rindex(")")]
+        fields = st[st.rindex(")") + 2:].split()  # from field 3, state
+        out.setdefault(name, []).append(int(fields[16]))  # field 19, nice
+    return out
+
+
+def seals_run_on_a_lower_priority_thread():
+    srv = Server("--settle", "1s", "--seal-rows", "500", "--seal-age", "1s", "--seal-lag", "0s")
+    try:
+        acks = srv.send_tcp(BATCHES)
+        assert all(a["status"] == 0 for a in acks), acks
+        wait_for("a seal", lambda: metric(srv, "footfall_segments_sealed_total") >= 1)
+        nice = thread_nice(srv.proc.pid)
+        assert nice.get("ff-seal") == [10], nice  # one seal thread, at nice +10
+        assert nice["footfalld"][0] == 0, nice    # the loop (the main thread) is not lowered
+    finally:
+        srv.close()
+
+
 r.check("a clean stop writes a checkpoint: the restart replays nothing, answers the same",
         clean_stop_commits_and_restart_replays_nothing)
+r.check("seal jobs run on the thread ff-seal at nice +10, the loop at 0",
+        seals_run_on_a_lower_priority_thread)
 r.finish()
