@@ -18,12 +18,16 @@
  *      fdatasync, publish it as durable"; each append's latency is the time until a
  *      published end covers it. Run with one sync thread, then two (a second sync
  *      started while the first is slow can only help if the disk completes them out of
- *      order). No footfall code: what any fsync-per-ack server gets from this disk.
+ *      order), into a file preallocated with fallocate as footfall's log files are;
+ *      then with one sync thread into a file written with zeros first, whose blocks are
+ *      overwritten instead of converted from unwritten extents (through the journal)
+ *      at their first sync. No footfall code: what any fsync-per-ack server gets from
+ *      this disk.
  *
  * Usage: raw_limits [--seconds S] [--dir DIR] [--records N] [--syncs N] [--gated S]
  * The files go to DIR (default: the current directory; put it on the server's data
  * disk) and are removed. Output: one "raw key=value ..." line, then the same as text;
- * with --gated, one more "raw gated_..." line and its text per number of sync threads.
+ * with --gated, one more "raw gated_..." line and its text per run (three).
  * Exit status 1 when the gated measurement failed (the others print their error and
  * report 0).
  */
@@ -261,7 +265,7 @@ static void *gated_syncer(void *arg)
 }
 
 /* Appends for `seconds` with nsync sync threads; the p50/p99/max append-to-durable. */
-static int bench_gated(const char *dir, double seconds, int nsync, double out_us[3])
+static int bench_gated(const char *dir, double seconds, int nsync, bool written, double out_us[3])
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/raw_limits_gated.%d.tmp", dir, (int)getpid());
@@ -269,9 +273,13 @@ static int bench_gated(const char *dir, double seconds, int nsync, double out_us
     off_t bytes = (off_t)cap * GATED_BLOCK;
     gated g = {.fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600), .stagger_us = 300};
     if (g.fd < 0) return -errno;
-    int rc = fallocate(g.fd, 0, 0, bytes) < 0 || fsync(g.fd) < 0 ? -errno : 0;
-    double *at = ff_xmalloc(cap * sizeof(double)), *lat = ff_xmalloc(cap * sizeof(double));
+    int rc = 0;
     static uint8_t block[GATED_BLOCK];
+    for (off_t o = 0; written && rc == 0 && o < bytes; o += GATED_BLOCK) /* zeros */
+        if (pwrite(g.fd, block, sizeof block, o) != (ssize_t)sizeof block)
+            rc = errno ? -errno : -EIO;
+    if (rc == 0 && ((!written && fallocate(g.fd, 0, 0, bytes) < 0) || fsync(g.fd) < 0)) rc = -errno;
+    double *at = ff_xmalloc(cap * sizeof(double)), *lat = ff_xmalloc(cap * sizeof(double));
     memset(block, 0x5a, sizeof block);
     pthread_t th[2];
     int started = 0;
@@ -363,19 +371,23 @@ int main(int argc, char **argv)
            (unsigned long long)records, mm / 1e6, mms / 1e6);
     printf("8 KiB pwrite + fdatasync: p50 %.0f us, p99 %.0f us (%d runs)\n", s50, s99, syncs);
     int status = 0;
-    for (int k = 1; gated_s > 0 && k <= 2; k++) {
+    for (int run = 0; gated_s > 0 && run < 3; run++) {
+        int k = run == 1 ? 2 : 1; /* sync threads */
+        bool written = run == 2;
         double g[3] = {0, 0, 0};
-        rc = bench_gated(dir, gated_s, k, g);
+        rc = bench_gated(dir, gated_s, k, written, g);
         if (rc < 0) {
             fprintf(stderr, "raw_limits: gated appends in %s: %s\n", dir, ff_strerror(rc));
             status = 1;
             continue;
         }
-        printf("raw gated_syncers=%d gated_p50_us=%.0f gated_p99_us=%.0f gated_max_us=%.0f\n", k,
-               g[0], g[1], g[2]);
+        printf("raw gated_syncers=%d gated_file=%s gated_p50_us=%.0f gated_p99_us=%.0f "
+               "gated_max_us=%.0f\n",
+               k, written ? "written" : "fallocated", g[0], g[1], g[2]);
         printf("4 KiB appends every %d us, each waiting for a covering fdatasync, %d sync "
-               "thread%s: p50 %.0f us, p99 %.0f us, max %.0f us\n",
-               GATED_EVERY_US, k, k > 1 ? "s" : "", g[0], g[1], g[2]);
+               "thread%s, %s file: p50 %.0f us, p99 %.0f us, max %.0f us\n",
+               GATED_EVERY_US, k, k > 1 ? "s" : "", written ? "zero-written" : "fallocated", g[0],
+               g[1], g[2]);
     }
     return status;
 }

@@ -453,7 +453,9 @@ static void job_unlink(const ff_seal_job *j)
  * Capturing a seal's rows. At 100,000 busy spaces a seal copies about a million rows
  * from as many arrays: 30-40 ms in one piece, which every ack and answer waiting on the
  * loop saw (10 M DPUs: ack p99 27 ms). So the copy is taken in steps of at most
- * ff__seal_capture_spaces (1,024) spaces and CAPTURE_ROWS rows, between which the engine goes on.
+ * ff__seal_capture_spaces (1,024) spaces and about CAPTURE_ROWS rows (a space is never
+ * split: the step that reaches CAPTURE_ROWS ends after that space), between which the
+ * engine goes on.
  * That is safe for the same reason a running job is: the job is registered (e->job, seal_to) from
  * the first step, so any event at or before `to` -- the only thing that changes rows
  * already copied, through ff__apply_event -- marks it dirty, and a topology change
