@@ -275,6 +275,7 @@ static int bench_gated(const char *dir, double seconds, int nsync, bool written,
     if (g.fd < 0) return -errno;
     int rc = 0;
     static uint8_t block[GATED_BLOCK];
+    memset(block, 0, sizeof block); /* static: an earlier run left its pattern in it */
     for (off_t o = 0; written && rc == 0 && o < bytes; o += GATED_BLOCK) /* zeros */
         if (pwrite(g.fd, block, sizeof block, o) != (ssize_t)sizeof block)
             rc = errno ? -errno : -EIO;
