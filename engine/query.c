@@ -236,18 +236,27 @@ int ff_engine_dpu_events(const ff_engine *e, uint32_t dpu_id, int64_t start, int
 
 /* ---- statistics and invariants ---- */
 
-void ff_engine_stats_get(const ff_engine *e, ff_engine_stats *out)
+bool ff_engine_stats_step(const ff_engine *e, ff_engine_stats_walk *w, size_t max_spaces,
+                          ff_engine_stats *out)
 {
+    size_t left = w->next < e->nspaces ? e->nspaces - w->next : 0;
+    size_t end = w->next + (max_spaces < left ? max_spaces : left);
+    for (; w->next < end; w->next++) {
+        const ff__space *s = &e->spaces[w->next];
+        if (!s->live) continue;
+        const ff__rows *r = &s->rows;
+        /* all settled when the last row is (no read of the rows themselves) */
+        size_t settled = r->last_ts <= e->h ? ff__rows_n(r) : upper_ts(r, e->h);
+        w->settled_rows += settled;
+        w->pending_rows += ff__rows_n(r) - settled;
+        w->sealed_rows += s->sealed_rows;
+    }
+    if (w->next < e->nspaces) return false;
     memset(out, 0, sizeof(*out));
     memcpy(out->outcomes, e->outcomes, sizeof(out->outcomes));
-    for (size_t i = 0; i < e->nspaces; i++) {
-        const ff__rows *r = &e->spaces[i].rows;
-        if (!e->spaces[i].live) continue;
-        size_t settled = upper_ts(r, e->h);
-        out->settled_rows += settled;
-        out->pending_rows += ff__rows_n(r) - settled;
-        out->sealed_rows += e->spaces[i].sealed_rows;
-    }
+    out->settled_rows = w->settled_rows;
+    out->pending_rows = w->pending_rows;
+    out->sealed_rows = w->sealed_rows;
     out->segments_sealed = e->segments_sealed;
     out->segments_rewritten = e->segments_rewritten;
     out->segments_merged = e->segments_merged;
@@ -263,6 +272,13 @@ void ff_engine_stats_get(const ff_engine *e, ff_engine_stats *out)
         out->seal_jobs_discarded = e->seal_jobs_discarded;
     }
     out->pending_row_bytes = sizeof(ff__row);
+    return true;
+}
+
+void ff_engine_stats_get(const ff_engine *e, ff_engine_stats *out)
+{
+    ff_engine_stats_walk w = {0};
+    ff_engine_stats_step(e, &w, SIZE_MAX, out);
 }
 
 void ff_engine_check(const ff_engine *e)

@@ -200,18 +200,20 @@ static int csv_row(void *ctx, uint64_t line, const ff_event *ev, const char *rea
 /* A request's events being taken a turn at a time (ff__api_more): JSON is converted
  * whole first (its document is parsed already), CSV is parsed a step at a time from the
  * body, which stays put while the request is not done. */
-struct ff_api_more {
+typedef struct events_more {
+    ff_api_more more;
     ev_batch b;     /* the events of this step (JSON: all of them) */
     size_t taken;   /* of b's events */
     size_t earlier; /* events taken in earlier steps (CSV) */
     bool csv;       /* rows left to read in rd */
     ff_csv_reader rd;
     csv_ctx c;
-};
+} events_more;
 
 /* Takes up to EVENTS_PER_TURN more events of m; true once the reply is written. */
-static bool events_step(ff_server *s, ff_api_more *m, ff_api_reply *r)
+static bool events_step(ff_server *s, ff_api_more *more, ff_api_reply *r)
 {
+    events_more *m = (events_more *)more;
     ev_batch *b = &m->b;
     if (m->csv && m->taken == b->n) { /* read the next rows */
         char err[256];
@@ -245,12 +247,20 @@ static bool events_step(ff_server *s, ff_api_more *m, ff_api_reply *r)
     return true;
 }
 
+static void events_free(ff_api_more *more)
+{
+    events_more *m = (events_more *)more;
+    batch_release(&m->b);
+    free(m);
+}
+
 /* The events of one request are taken in order, EVENTS_PER_TURN per loop turn: a large
  * body (16 MiB of CSV is 370,000 events, most of a second) would otherwise hold every
  * other answer and ack. Other requests' events may be taken between two turns'. */
 void ff__api_post_events(ff_server *s, const ff_api_req *q, ff_api_reply *r)
 {
-    ff_api_more *m = ff_xcalloc(1, sizeof(*m));
+    events_more *m = ff_xcalloc(1, sizeof(*m));
+    m->more = (ff_api_more){.step = events_step, .free = events_free};
     const char *ct = q->header(q->ctx, "Content-Type");
     m->c.b = &m->b;
     if (ct && strncasecmp(ct, "text/csv", 8) == 0) {
@@ -261,20 +271,6 @@ void ff__api_post_events(ff_server *s, const ff_api_req *q, ff_api_reply *r)
         free(m);
         return;
     }
-    r->more = m;
+    r->more = &m->more;
     if (q->body_len <= EVENTS_AT_ONCE_BYTES) ff__api_more(s, r); /* else all in later turns */
-}
-
-bool ff__api_more(ff_server *s, ff_api_reply *r)
-{
-    if (!events_step(s, r->more, r)) return false;
-    ff__api_more_free(r);
-    return true;
-}
-
-void ff__api_more_free(ff_api_reply *r)
-{
-    batch_release(&r->more->b);
-    free(r->more);
-    r->more = NULL;
 }

@@ -129,48 +129,46 @@ static void hist(ff_buf *b, const char *name, const char *help, const char *max_
     ff_buf_addf(b, "%s %.6f\n", max, (double)h->max_ns / 1e9);
 }
 
-void ff__metrics_write(ff_server *s, ff_buf *b)
+void ff__metrics_write(ff_server *s, const ff_engine_stats *st, ff_buf *b)
 {
-    ff_engine_stats st;
-    ff_engine_stats_get(s->eng, &st);
     write_received(s, b);
-    write_outcomes(b, &st);
+    write_outcomes(b, st);
     one(b, "footfall_pending_rows", "gauge", "Rows not yet settled (ts after the horizon).",
-        st.pending_rows);
-    one(b, "footfall_settled_rows", "gauge", "Settled rows held.", st.settled_rows);
+        st->pending_rows);
+    one(b, "footfall_settled_rows", "gauge", "Settled rows held.", st->settled_rows);
     metric(b, "footfall_horizon_lag_seconds", "gauge",
            "Wall-clock time minus the horizon H (0 before any event).");
-    double lag = st.horizon == FF_TS_MIN ? 0 : now_s() - (double)st.horizon / 1e6;
+    double lag = st->horizon == FF_TS_MIN ? 0 : now_s() - (double)st->horizon / 1e6;
     ff_buf_addf(b, "footfall_horizon_lag_seconds %.6f\n", lag);
-    one(b, "footfall_log_bytes", "gauge", "Bytes the log files take on disk.", st.log_bytes);
-    one(b, "footfall_log_files", "gauge", "Log files.", st.log_files);
+    one(b, "footfall_log_bytes", "gauge", "Bytes the log files take on disk.", st->log_bytes);
+    one(b, "footfall_log_files", "gauge", "Log files.", st->log_files);
     one(b, "footfall_seal_jobs_discarded_total", "counter",
         "Seal jobs redone because late events changed their rows meanwhile.",
-        st.seal_jobs_discarded);
+        st->seal_jobs_discarded);
     one(b, "footfall_log_files_released_total", "counter",
-        "Log files removed because everything in them is sealed.", st.log_files_released);
+        "Log files removed because everything in them is sealed.", st->log_files_released);
     one(b, "footfall_log_syncs_total", "counter", "Group-commit syncs of the log.", s->m.syncs);
     one(b, "footfall_log_sync_errors_total", "counter", "Failed syncs of the log.",
         s->m.sync_errors);
-    one(b, "footfall_segments_sealed_total", "counter", "Segments sealed.", st.segments_sealed);
+    one(b, "footfall_segments_sealed_total", "counter", "Segments sealed.", st->segments_sealed);
     one(b, "footfall_seal_errors_total", "counter",
         "Failed seals, merges and checkpoint commits (each is retried on the next tick; "
         "stderr says why, at most one line every 10 s).",
         s->m.seal_errors);
-    one(b, "footfall_segments", "gauge", "Live segment files.", st.segments);
+    one(b, "footfall_segments", "gauge", "Live segment files.", st->segments);
     one(b, "footfall_segment_read_errors_total", "counter",
         "Answers withheld (500) because a sealed segment failed a check; each damaged file "
         "is also logged once.",
         s->m.segment_read_errors);
     one(b, "footfall_segments_merged_total", "counter",
-        "Pairs of adjacent segments merged into one.", st.segments_merged);
+        "Pairs of adjacent segments merged into one.", st->segments_merged);
     one(b, "footfall_segments_archived", "gauge",
         "Live segments moved out by footfall archive (read from --archive-dir, or 410).",
-        st.segments_archived);
+        st->segments_archived);
     metric(b, "footfall_archived_until_seconds", "gauge",
            "End of archived history, Unix seconds (0 when nothing is archived).");
     ff_buf_addf(b, "footfall_archived_until_seconds %.6f\n",
-                st.archived_upto == FF_TS_MIN ? 0 : (double)st.archived_upto / 1e6);
+                st->archived_upto == FF_TS_MIN ? 0 : (double)st->archived_upto / 1e6);
     hist(b, "footfall_loop_busy_seconds",
          "Busy time of each turn of the loop thread (what an answer can wait for).",
          "The busiest loop turn since the start.", &s->m.loop_busy);

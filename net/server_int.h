@@ -127,17 +127,25 @@ typedef struct ff_api_req {
     const char *doc_error;
 } ff_api_req;
 
-/* What is left of a request whose work is too large for one loop turn (api_events.c). */
+/* What is left of a request whose work is too large for one loop turn: a handler's own
+ * struct begins with one (POST /v1/events in api_events.c, the statistics of /metrics
+ * and /healthz in api.c). */
+typedef struct ff_api_reply ff_api_reply;
 typedef struct ff_api_more ff_api_more;
+struct ff_api_more {
+    /* One turn's share of the work; true once the reply is written. */
+    bool (*step)(ff_server *s, ff_api_more *m, ff_api_reply *r);
+    void (*free)(ff_api_more *m);
+};
 
-typedef struct ff_api_reply {
+struct ff_api_reply {
     unsigned status;
     const char *content_type;
     ff_buf body;
     bool wait_durable; /* the answer waits for the log position at reply time */
     const char *header_name, *header_value; /* one extra header (Allow, WWW-Authenticate) */
     ff_api_more *more;                      /* not done yet: see ff__api_more() */
-} ff_api_reply;
+};
 
 /* Handles one request (api.c). reply->body is initialised by the caller. */
 void ff__api_handle(ff_server *s, const ff_api_req *req, ff_api_reply *reply);
@@ -148,14 +156,15 @@ bool ff__api_reads_big_json(ff_server *s, const ff_api_req *req);
  * once per loop turn, other work going on between the calls, until it returns true and
  * the reply is complete (more is then freed and NULL), or ff__api_more_free() to give
  * up (shutdown). The request's body must stay as it was until then. Today: POST
- * /v1/events takes EVENTS_PER_TURN events a turn. */
+ * /v1/events takes EVENTS_PER_TURN events a turn; /metrics and /healthz count the rows
+ * of STATS_SPACES_PER_TURN spaces a turn. */
 bool ff__api_more(ff_server *s, ff_api_reply *reply);
 void ff__api_more_free(ff_api_reply *reply);
 /* Applies a topology document (JSON text); on error writes a sentence into err. */
 int ff__api_apply_topology(ff_engine *e, const char *json, size_t len, char *err, size_t errlen,
                            int *http_status);
 /* Writes the Prometheus text (metrics.c). */
-void ff__metrics_write(ff_server *s, ff_buf *b);
+void ff__metrics_write(ff_server *s, const ff_engine_stats *st, ff_buf *b);
 /* The engine's opts.on_archived (ctx: the server): one informational line (metrics.c). */
 void ff__metrics_archived(void *ctx, const ff_archive_news *news);
 

@@ -265,3 +265,32 @@ Test(stats, count_outcomes_and_rows)
     cr_assert_eq(st.max_ts, M(29));
     ff_engine_close(e);
 }
+
+Test(stats, walked_a_space_a_step_gives_the_same_counts)
+{
+    ff_engine *e = five_events();
+    cr_assert_geq(ff_engine_space_count(e), 2);
+    ff_engine_stats all, st;
+    ff_engine_stats_get(e, &all);
+    ff_engine_stats_walk w = {0};
+    cr_assert_not(ff_engine_stats_step(e, &w, 0, &st), "no space, no answer");
+    size_t steps = 1;
+    while (!ff_engine_stats_step(e, &w, 1, &st)) steps++;
+    cr_assert_geq(steps, ff_engine_space_count(e));
+    cr_assert_eq(st.pending_rows, all.pending_rows);
+    cr_assert_eq(st.settled_rows, all.settled_rows);
+    cr_assert_eq(st.sealed_rows, all.sealed_rows);
+    cr_assert_eq(st.outcomes[FF_OUT_ACCEPTED], 5);
+    cr_assert_eq(st.horizon, all.horizon);
+
+    /* an event taken between two steps counts if its space's step comes after it */
+    ff_engine_stats_walk w2 = {0};
+    cr_assert_not(ff_engine_stats_step(e, &w2, 0, &st));
+    cr_assert_eq(ingest1(e, 283, M(30), 1, 0), 0);
+    while (!ff_engine_stats_step(e, &w2, 1, &st)) {
+    }
+    ff_engine_stats_get(e, &all);
+    cr_assert_eq(st.pending_rows + st.settled_rows, all.pending_rows + all.settled_rows);
+    cr_assert_eq(st.outcomes[FF_OUT_ACCEPTED], 6);
+    ff_engine_close(e);
+}
