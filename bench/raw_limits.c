@@ -23,8 +23,16 @@
  *      overwritten instead of converted from unwritten extents (through the journal)
  *      at their first sync. No footfall code: what any fsync-per-ack server gets from
  *      this disk.
+ *   5. (--stalls S) the machine's own pauses: one thread per CPU, pinned, reads the
+ *      monotonic clock in a loop for S seconds; a gap of 1 ms or more between two reads
+ *      is time its CPU did not run it (an interrupt, another task, or, in a VM, the
+ *      host not running the vCPU). Run on an otherwise idle machine, it shows how often
+ *      any thread here stalls for that long, whatever the server does: a floor under
+ *      every latency percentile. The gaps per second of 1 ms and 5 ms or more, the
+ *      share of time lost in them, and the longest.
  *
  * Usage: raw_limits [--seconds S] [--dir DIR] [--records N] [--syncs N] [--gated S]
+ *                   [--stalls S]
  * The files go to DIR (default: the current directory; put it on the server's data
  * disk) and are removed. Output: one "raw key=value ..." line, then the same as text;
  * with --gated, one more "raw gated_..." line and its text per run (three).
@@ -36,6 +44,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
@@ -231,6 +240,64 @@ static int bench_fdatasync(const char *dir, int n, double *p50_us, double *p99_u
     return rc;
 }
 
+/* ---- 5. stalls ---------------------------------------------------------------------- */
+
+typedef struct stall_probe {
+    pthread_t th;
+    int cpu;
+    double seconds;
+    uint64_t over1, over5; /* gaps of >= 1 ms, >= 5 ms */
+    double lost, max;      /* seconds in gaps >= 1 ms; the longest gap */
+} stall_probe;
+
+static void *stall_spin(void *arg)
+{
+    stall_probe *p = arg;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(p->cpu, &set);
+    (void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+    double t0 = now_s(), prev = t0;
+    while (prev - t0 < p->seconds) {
+        double t = now_s(), gap = t - prev;
+        if (gap >= 1e-3) {
+            p->over1++;
+            p->over5 += gap >= 5e-3;
+            p->lost += gap;
+            if (gap > p->max) p->max = gap;
+        }
+        prev = t;
+    }
+    return NULL;
+}
+
+/* Sums the probes of every CPU into out; returns the number of CPUs, or -errno. */
+static int bench_stalls(double seconds, stall_probe *out)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (ncpu < 1) ncpu = 1;
+    if (ncpu > 64) ncpu = 64;
+    stall_probe *p = ff_xcalloc((size_t)ncpu, sizeof(*p));
+    int started = 0, rc = 0;
+    for (; started < ncpu; started++) {
+        p[started] = (stall_probe){.cpu = started, .seconds = seconds};
+        if (pthread_create(&p[started].th, NULL, stall_spin, &p[started])) {
+            rc = -EAGAIN;
+            break;
+        }
+    }
+    *out = (stall_probe){.seconds = seconds};
+    for (int i = 0; i < started; i++) {
+        pthread_join(p[i].th, NULL);
+        out->over1 += p[i].over1;
+        out->over5 += p[i].over5;
+        out->lost += p[i].lost;
+        if (p[i].max > out->max) out->max = p[i].max;
+    }
+    free(p);
+    return rc < 0 ? rc : started;
+}
+
 /* ---- 4. durability-gated appends ----------------------------------------------------- */
 
 #define GATED_BLOCK    4096
@@ -333,7 +400,7 @@ int main(int argc, char **argv)
     const char *dir = ".";
     uint64_t records = 32u << 20;
     int syncs = 200;
-    double gated_s = 0;
+    double gated_s = 0, stalls_s = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
             seconds = atof(argv[++i]);
@@ -345,14 +412,16 @@ int main(int argc, char **argv)
             syncs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--gated") && i + 1 < argc)
             gated_s = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--stalls") && i + 1 < argc)
+            stalls_s = atof(argv[++i]);
         else {
             fputs("usage: raw_limits [--seconds S] [--dir DIR] [--records N] [--syncs N] "
-                  "[--gated S]\n",
+                  "[--gated S] [--stalls S]\n",
                   strcmp(argv[i], "--help") ? stderr : stdout);
             return strcmp(argv[i], "--help") ? 2 : 0;
         }
     }
-    if (seconds <= 0 || records == 0 || syncs <= 0 || gated_s < 0)
+    if (seconds <= 0 || records == 0 || syncs <= 0 || gated_s < 0 || stalls_s < 0)
         return fputs("raw_limits: bad value\n", stderr), 2;
     double rx = 0, tx = 0, mm = 0, mms = 0, s50 = 0, s99 = 0;
     int rc = bench_udp(seconds, &rx, &tx);
@@ -389,6 +458,24 @@ int main(int argc, char **argv)
                "thread%s, %s file: p50 %.0f us, p99 %.0f us, max %.0f us\n",
                GATED_EVERY_US, k, k > 1 ? "s" : "", written ? "zero-written" : "fallocated", g[0],
                g[1], g[2]);
+    }
+    if (stalls_s > 0) {
+        stall_probe st;
+        int ncpu = bench_stalls(stalls_s, &st);
+        if (ncpu < 0) {
+            fprintf(stderr, "raw_limits: stalls: %s\n", ff_strerror(ncpu));
+            return 1;
+        }
+        double cpu_s = stalls_s * ncpu;
+        printf("raw stalls_cpus=%d stalls_1ms_per_s=%.2f stalls_5ms_per_s=%.3f "
+               "stalls_lost_pct=%.3f stalls_max_us=%.0f\n",
+               ncpu, (double)st.over1 / cpu_s, (double)st.over5 / cpu_s, 100 * st.lost / cpu_s,
+               st.max * 1e6);
+        printf("a thread per CPU spinning on the clock, %d CPUs x %.0f s: %.2f gaps of 1 ms or "
+               "more per CPU-second, %.3f of 5 ms or more, %.3f %% of the time lost in them, "
+               "the longest %.1f ms\n",
+               ncpu, stalls_s, (double)st.over1 / cpu_s, (double)st.over5 / cpu_s,
+               100 * st.lost / cpu_s, st.max * 1e3);
     }
     return status;
 }
