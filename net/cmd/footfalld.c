@@ -4,7 +4,9 @@
 #include "net/server.h"
 #include "net/timefmt.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -41,6 +43,8 @@ static const char usage[] =
     "                        into archived history answer (default: they answer 410)\n"
     "  --metrics-per-space   export footfall_space_occupancy{space=...} per space\n"
     "  --udp-rcvbuf BYTES    UDP receive buffer (default 33554432)\n"
+    "  --log-file-bytes N    size of each preallocated log file (default 67108864;\n"
+    "                        at least a page)\n"
     "  --quiet               no informational lines on stderr\n"
     "  --help, --version\n"
     "\n"
@@ -108,6 +112,16 @@ static int bad(const char *flag, const char *value, const char *want)
 static bool duration(const char *s, int64_t *out)
 {
     return ff_duration_parse(s, strlen(s), out) == 0 && *out >= 0;
+}
+
+/* A positive whole number no larger than max ("1e6", "-5", "12kb" are not). */
+static bool count(const char *s, unsigned long long max, unsigned long long *out)
+{
+    char *end;
+    if (*s < '0' || *s > '9') return false;
+    errno = 0;
+    *out = strtoull(s, &end, 10);
+    return !*end && errno == 0 && *out > 0 && *out <= max;
 }
 
 static const char *addr_or_off(const char *s)
@@ -183,16 +197,22 @@ static int parse_flag(int c, const char *v, ff_server_opts *o)
     case OPT_QUIET:
         o->quiet = true;
         break;
-    case OPT_RCVBUF:
-        o->udp_rcvbuf = atoi(v);
+    case OPT_RCVBUF: {
+        unsigned long long n;
+        if (!count(v, INT_MAX, &n)) return bad(name, v, "expected a positive number of bytes");
+        o->udp_rcvbuf = (int)n;
         break;
-    case OPT_LOG_FILE_BYTES:
-        o->engine.log_file_bytes = strtoull(v, NULL, 10);
+    }
+    case OPT_LOG_FILE_BYTES: {
+        unsigned long long n;
+        if (!count(v, (unsigned long long)1 << 40, &n))
+            return bad(name, v, "expected a positive number of bytes, at most 1 TiB");
+        o->engine.log_file_bytes = n;
         break;
+    }
     case OPT_SEAL_ROWS: {
-        char *end;
-        unsigned long long n = strtoull(v, &end, 10);
-        if (*end || n == 0) return bad(name, v, "expected a positive number of rows");
+        unsigned long long n;
+        if (!count(v, ULLONG_MAX, &n)) return bad(name, v, "expected a positive number of rows");
         o->engine.seal_rows = n;
         break;
     }

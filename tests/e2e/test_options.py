@@ -70,8 +70,11 @@ def max_future():
 def help_and_bad_flags():
     p = subprocess.run([FOOTFALLD, "--help"], capture_output=True, text=True)
     assert p.returncode == 0 and "--fsync" in p.stdout and "--topology" in p.stdout, p
+    assert "--log-file-bytes" in p.stdout and "--udp-rcvbuf" in p.stdout, p.stdout
     for bad in (["--fsync", "sometimes"], ["--settle", "soon"], ["--late", "maybe"],
-                ["--udp", "nohost"], ["--bogus"], ["extra"]):
+                ["--udp", "nohost"], ["--bogus"], ["extra"], ["--log-file-bytes", "64MiB"],
+                ["--log-file-bytes", "0"], ["--log-file-bytes", "-1"], ["--udp-rcvbuf", "lots"],
+                ["--udp-rcvbuf", "99999999999"], ["--seal-rows", "1e6"]):
         p = subprocess.run([FOOTFALLD, "--data-dir", "/tmp/ff-never-created", "--http", "127.0.0.1:0",
                             "--tcp", "127.0.0.1:0"] + bad + (["--udp", "127.0.0.1:0"] if bad[0] != "--udp" else []),
                            capture_output=True, text=True, timeout=10)
