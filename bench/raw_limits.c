@@ -248,6 +248,7 @@ typedef struct stall_probe {
     double seconds;
     uint64_t over1, over5; /* gaps of >= 1 ms, >= 5 ms */
     double lost, max;      /* seconds in gaps >= 1 ms; the longest gap */
+    bool unpinned;
 } stall_probe;
 
 static void *stall_spin(void *arg)
@@ -256,7 +257,10 @@ static void *stall_spin(void *arg)
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(p->cpu, &set);
-    (void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+    if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set)) {
+        p->unpinned = true; /* two probes on one CPU would count each other's slices */
+        return NULL;
+    }
     double t0 = now_s(), prev = t0;
     while (prev - t0 < p->seconds) {
         double t = now_s(), gap = t - prev;
@@ -271,24 +275,28 @@ static void *stall_spin(void *arg)
     return NULL;
 }
 
-/* Sums the probes of every CPU into out; returns the number of CPUs, or -errno. */
+/* Sums the probes of every CPU this process may run on into out; returns the number of
+ * CPUs, or -errno. */
 static int bench_stalls(double seconds, stall_probe *out)
 {
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    if (ncpu < 1) ncpu = 1;
-    if (ncpu > 64) ncpu = 64;
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof(allowed), &allowed)) return -errno;
+    int ncpu = CPU_COUNT(&allowed);
     stall_probe *p = ff_xcalloc((size_t)ncpu, sizeof(*p));
     int started = 0, rc = 0;
-    for (; started < ncpu; started++) {
-        p[started] = (stall_probe){.cpu = started, .seconds = seconds};
+    for (int cpu = 0; cpu < CPU_SETSIZE && started < ncpu; cpu++) {
+        if (!CPU_ISSET(cpu, &allowed)) continue;
+        p[started] = (stall_probe){.cpu = cpu, .seconds = seconds};
         if (pthread_create(&p[started].th, NULL, stall_spin, &p[started])) {
             rc = -EAGAIN;
             break;
         }
+        started++;
     }
     *out = (stall_probe){.seconds = seconds};
     for (int i = 0; i < started; i++) {
         pthread_join(p[i].th, NULL);
+        if (p[i].unpinned && rc == 0) rc = -EINVAL;
         out->over1 += p[i].over1;
         out->over5 += p[i].over5;
         out->lost += p[i].lost;
@@ -460,7 +468,7 @@ int main(int argc, char **argv)
                g[1], g[2]);
     }
     if (stalls_s > 0) {
-        stall_probe st;
+        stall_probe st = {0};
         int ncpu = bench_stalls(stalls_s, &st);
         if (ncpu < 0) {
             fprintf(stderr, "raw_limits: stalls: %s\n", ff_strerror(ncpu));

@@ -435,12 +435,16 @@ void ff_engine_stats_get(const ff_engine *e, ff_engine_stats *out);
  * The same, a few spaces at a time: the row counts walk every space, about 15 ms at
  * 100,000 spaces, so a server spreads the walk over the turns of its loop instead of
  * holding ingest for it. Zero the walk, then call ff_engine_stats_step until it returns
- * true; *out is then filled. Each space is counted once, as it is at its step; the
- * engine may change between steps (the counters are read at the last).
+ * true; *out is then filled. Each space is counted as it is at its step, and every row
+ * once: events and seals between steps stay within their space, and a topology change
+ * (which can move rows between spaces) starts the walk over; after two such restarts
+ * the rest is walked in one step. The counters are read at the last step.
  */
 typedef struct ff_engine_stats_walk {
     size_t next; /* the next space slot */
     uint64_t pending_rows, settled_rows, sealed_rows;
+    uint64_t topo_gen; /* the topology's generation + 1 the walk began at; 0: not begun */
+    unsigned restarts;
 } ff_engine_stats_walk;
 
 bool ff_engine_stats_step(const ff_engine *e, ff_engine_stats_walk *w, size_t max_spaces,

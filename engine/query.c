@@ -239,6 +239,11 @@ int ff_engine_dpu_events(const ff_engine *e, uint32_t dpu_id, int64_t start, int
 bool ff_engine_stats_step(const ff_engine *e, ff_engine_stats_walk *w, size_t max_spaces,
                           ff_engine_stats *out)
 {
+    if (w->topo_gen != e->topo_gen + 1) { /* not begun, or rows may have changed spaces */
+        if (w->topo_gen) w->restarts++;
+        *w = (ff_engine_stats_walk){.topo_gen = e->topo_gen + 1, .restarts = w->restarts};
+    }
+    if (w->restarts >= 2) max_spaces = SIZE_MAX;
     size_t left = w->next < e->nspaces ? e->nspaces - w->next : 0;
     size_t end = w->next + (max_spaces < left ? max_spaces : left);
     for (; w->next < end; w->next++) {

@@ -44,7 +44,7 @@ static const char usage[] =
     "  --metrics-per-space   export footfall_space_occupancy{space=...} per space\n"
     "  --udp-rcvbuf BYTES    UDP receive buffer (default 33554432)\n"
     "  --log-file-bytes N    size of each preallocated log file (default 67108864;\n"
-    "                        at least a page)\n"
+    "                        at least 4096)\n"
     "  --quiet               no informational lines on stderr\n"
     "  --help, --version\n"
     "\n"
@@ -114,14 +114,15 @@ static bool duration(const char *s, int64_t *out)
     return ff_duration_parse(s, strlen(s), out) == 0 && *out >= 0;
 }
 
-/* A positive whole number no larger than max ("1e6", "-5", "12kb" are not). */
-static bool count(const char *s, unsigned long long max, unsigned long long *out)
+/* A whole number in [min, max] ("1e6", "-5", "12kb" are not). */
+static bool count(const char *s, unsigned long long min, unsigned long long max,
+                  unsigned long long *out)
 {
     char *end;
     if (*s < '0' || *s > '9') return false;
     errno = 0;
     *out = strtoull(s, &end, 10);
-    return !*end && errno == 0 && *out > 0 && *out <= max;
+    return !*end && errno == 0 && *out >= min && *out <= max;
 }
 
 static const char *addr_or_off(const char *s)
@@ -199,20 +200,21 @@ static int parse_flag(int c, const char *v, ff_server_opts *o)
         break;
     case OPT_RCVBUF: {
         unsigned long long n;
-        if (!count(v, INT_MAX, &n)) return bad(name, v, "expected a positive number of bytes");
+        if (!count(v, 1, INT_MAX, &n)) return bad(name, v, "expected a positive number of bytes");
         o->udp_rcvbuf = (int)n;
         break;
     }
     case OPT_LOG_FILE_BYTES: {
         unsigned long long n;
-        if (!count(v, (unsigned long long)1 << 40, &n))
-            return bad(name, v, "expected a positive number of bytes, at most 1 TiB");
+        if (!count(v, 4096, (unsigned long long)1 << 40, &n))
+            return bad(name, v, "expected a number of bytes from 4096 to 1 TiB");
         o->engine.log_file_bytes = n;
         break;
     }
     case OPT_SEAL_ROWS: {
         unsigned long long n;
-        if (!count(v, ULLONG_MAX, &n)) return bad(name, v, "expected a positive number of rows");
+        if (!count(v, 1, (unsigned long long)1 << 40, &n)) /* merges go to 16x: no wrap */
+            return bad(name, v, "expected a positive number of rows, at most 2^40");
         o->engine.seal_rows = n;
         break;
     }

@@ -36,6 +36,9 @@ def counts_every_space():
     evs = [(1000 + i, 1, 1, T + i) for i in range(1, SPACES + 1, 7)]
     evs += [(1000 + i, -1, 2, T + SPACES + i) for i in range(1000, SPACES + 1, 1000)]
     evs.append((1000 + SPACES, 1, 1, T + 3 * SPACES))
+    # and on both sides of each step's boundary (4,096 spaces a step)
+    evs += [(1000 + i, 1, 3, T + 4 * SPACES + i) for i in (4095, 4096, 4097, 4098, 8191, 8192,
+                                                           8193, 8194)]
     res = srv.post_json(evs)
     assert res["accepted"] == len(evs), res
     h = srv.get("/healthz")

@@ -74,11 +74,13 @@ def help_and_bad_flags():
     for bad in (["--fsync", "sometimes"], ["--settle", "soon"], ["--late", "maybe"],
                 ["--udp", "nohost"], ["--bogus"], ["extra"], ["--log-file-bytes", "64MiB"],
                 ["--log-file-bytes", "0"], ["--log-file-bytes", "-1"], ["--udp-rcvbuf", "lots"],
-                ["--udp-rcvbuf", "99999999999"], ["--seal-rows", "1e6"]):
+                ["--udp-rcvbuf", "99999999999"], ["--seal-rows", "1e6"],
+                ["--log-file-bytes", "4095"], ["--seal-rows", str(1 << 41)]):
         p = subprocess.run([FOOTFALLD, "--data-dir", "/tmp/ff-never-created", "--http", "127.0.0.1:0",
                             "--tcp", "127.0.0.1:0"] + bad + (["--udp", "127.0.0.1:0"] if bad[0] != "--udp" else []),
                            capture_output=True, text=True, timeout=10)
         assert p.returncode != 0 and p.stderr.strip(), (bad, p.returncode, p.stderr)
+        assert bad[0] in p.stderr, (bad, p.stderr)  # the message names the flag
     p = subprocess.run([FOOTFALLD, "--data-dir", "/tmp/ff-e2e-badtopo", "--udp", "127.0.0.1:0",
                         "--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--topology", "/nonexistent.json"],
                        capture_output=True, text=True, timeout=10)

@@ -294,3 +294,32 @@ Test(stats, walked_a_space_a_step_gives_the_same_counts)
     cr_assert_eq(st.outcomes[FF_OUT_ACCEPTED], 6);
     ff_engine_close(e);
 }
+
+Test(stats, a_topology_change_between_steps_starts_the_walk_over)
+{
+    ff_engine *e = five_events(); /* DPU 283 counts into space 1 */
+    ff_engine_stats st, all;
+    ff_engine_stats_walk w = {0};
+    cr_assert_not(ff_engine_stats_step(e, &w, 1, &st));
+    cr_assert_gt(w.next, 0, "a space was counted");
+    /* from T0+25m (after H) the DPU counts into space 2: its row at 29m moves there */
+    cr_assert_eq(assign_at(e, 283, 1, 2, 0, M(25)), 0);
+    while (!ff_engine_stats_step(e, &w, 1, &st)) {
+    }
+    ff_engine_stats_get(e, &all);
+    cr_assert_eq(st.pending_rows, all.pending_rows, "%llu rows pending, %llu counted",
+                 (unsigned long long)all.pending_rows, (unsigned long long)st.pending_rows);
+    cr_assert_eq(st.settled_rows, all.settled_rows);
+    cr_assert_eq(w.restarts, 1);
+
+    /* a topology that keeps changing: after two restarts the rest goes in one step */
+    ff_engine_stats_walk w2 = {0};
+    cr_assert_not(ff_engine_stats_step(e, &w2, 1, &st));
+    cr_assert_eq(assign_at(e, 283, 1, 1, 0, M(26)), 0);
+    cr_assert_not(ff_engine_stats_step(e, &w2, 1, &st));
+    cr_assert_eq(assign_at(e, 283, 1, 2, 0, M(27)), 0);
+    cr_assert(ff_engine_stats_step(e, &w2, 1, &st));
+    ff_engine_stats_get(e, &all);
+    cr_assert_eq(st.pending_rows + st.settled_rows, all.pending_rows + all.settled_rows);
+    ff_engine_close(e);
+}
