@@ -35,8 +35,9 @@
  *                   [--stalls S]
  * The files go to DIR (default: the current directory; put it on the server's data
  * disk) and are removed. Output: one "raw key=value ..." line, then the same as text;
- * with --gated, one more "raw gated_..." line and its text per run (three).
- * Exit status 1 when the gated measurement failed (the others print their error and
+ * with --gated, one more "raw gated_..." line and its text per run (three); with
+ * --stalls, one "raw stalls_..." line and its text.
+ * Exit status 1 when the gated or stalls measurement failed (the others print their error and
  * report 0).
  */
 #include "engine/ff.h"
@@ -471,7 +472,9 @@ int main(int argc, char **argv)
         stall_probe st = {0};
         int ncpu = bench_stalls(stalls_s, &st);
         if (ncpu < 0) {
-            fprintf(stderr, "raw_limits: stalls: %s\n", ff_strerror(ncpu));
+            fprintf(stderr, "raw_limits: stalls: %s\n",
+                    ncpu == -EINVAL ? "a probe thread could not be pinned to its CPU"
+                                    : ff_strerror(ncpu));
             return 1;
         }
         double cpu_s = stalls_s * ncpu;
@@ -479,7 +482,7 @@ int main(int argc, char **argv)
                "stalls_lost_pct=%.3f stalls_max_us=%.0f\n",
                ncpu, (double)st.over1 / cpu_s, (double)st.over5 / cpu_s, 100 * st.lost / cpu_s,
                st.max * 1e6);
-        printf("a thread per CPU spinning on the clock, %d CPUs x %.0f s: %.2f gaps of 1 ms or "
+        printf("a thread per CPU spinning on the clock, %d CPUs x %g s: %.2f gaps of 1 ms or "
                "more per CPU-second, %.3f of 5 ms or more, %.3f %% of the time lost in them, "
                "the longest %.1f ms\n",
                ncpu, stalls_s, (double)st.over1 / cpu_s, (double)st.over5 / cpu_s,
