@@ -235,17 +235,16 @@ void ff_engine_tick(ff_engine *e);
 /*
  * Sealing off the engine's thread (opts.seal_async), in three steps like the log sync:
  *   ff_engine_seal_begin (engine thread), after ff_engine_tick(): when a seal is due,
- *       copies the rows to seal (all spaces, ts <= H; about 15 ns a row) into a new job,
- *       a step at a time (at most 1,024 spaces and about 16,384 rows per call, so that
- *       no call holds the thread for long); else maybe picks two old segments to merge.
- *       Returns 1 with *job once it is complete, or 0. After a seal, a merge or
- *       late events into sealed history, the next job is a commit: the checkpoint
- *       (engine/checkpoint.c), encoded here, written by run. While
- *       ff_engine_seal_stepping() is true, call it again soon (footfalld: every loop
- *       turn). One job at a time.
- *   ff_engine_seal_run (any thread): encodes, compresses and writes the new segment
- *       file, fsync, rename, directory fsync. Touches only the job and its files.
- *   ff_engine_seal_end (engine thread) with run's result: if what the job copied is
+ *       settles the rows to seal (all spaces, ts <= H) and pins them where they lie for
+ *       a new job (engine/rows.h), a step at a time (at most 1,024 spaces and about
+ *       16,384 rows per call, so that no call holds the thread for long); else maybe picks two old
+ * segments to merge. Returns 1 with *job once it is complete, or 0. After a seal, a merge or late
+ * events into sealed history, the next job is a commit: the checkpoint (engine/checkpoint.c),
+ * encoded here, written by run. While ff_engine_seal_stepping() is true, call it again soon
+ * (footfalld: every loop turn). One job at a time. ff_engine_seal_run (any thread): encodes,
+ * compresses and writes the new segment file, fsync, rename, directory fsync. Touches only the job,
+ * its files and the rows it pinned (read only: the engine never writes them while pinned).
+ *   ff_engine_seal_end (engine thread) with run's result: if what the job pinned is
  *       unchanged (no event at or before its end and no amendment came in meanwhile),
  *       attaches the segment, drops the rows from memory and commits a checkpoint; else
  *       removes the file (the next seal then runs in the tick). Frees job. Returns 0 or
@@ -262,7 +261,7 @@ int ff_engine_checkpoint(ff_engine *e);
  * in flight. Before a clean close, so that a restart replays less. 0 or an error. */
 int ff_engine_commit(ff_engine *e);
 int ff_engine_seal_begin(ff_engine *e, ff_seal_job **job);
-bool ff_engine_seal_capturing(const ff_engine *e); /* a seal's copy is in progress */
+bool ff_engine_seal_capturing(const ff_engine *e); /* a seal's capture is in progress */
 bool ff_engine_seal_stepping(const ff_engine *e);  /* ... or a commit is due */
 int ff_engine_seal_run(ff_seal_job *job);
 int ff_engine_seal_end(ff_engine *e, ff_seal_job *job, int rc);

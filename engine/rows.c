@@ -19,6 +19,13 @@
  * that needs room (set_room), and the allocation fitted to the rows by the next settle
  * (set_fit).
  *
+ * Pinned rows (rows.h). While a seal job reads set[0 .. pinned), every change below that
+ * would write, move or free that memory first calls set_unshare, which copies the
+ * settled part to a new allocation and leaves the old one to the job; the new one is
+ * not pinned. So a space is copied at most once per seal, and only if it grows past its
+ * allocation (or takes a late row among the pinned ones) while the job runs; the job
+ * itself copies nothing (engine/seal.c).
+ *
  * Fold. occ[i] = f(occ[i-1], delta[i]) with f(o, d) = o + d, or max(0, o + d) with
  * clamp. After an insert or removal at p, rows from p on are refolded; since the deltas
  * after p do not change, the refold stops at the first row whose stored value it
@@ -32,6 +39,7 @@
  *   R4 every settled-part row has ts <= H.
  *   R5 every occ is the fold of the deltas before it, from base (spaces only).
  *   R6 when n > 0, last_* equal the key and occ of row n-1.
+ *   R7 pinned <= nset.
  */
 #include "engine/rows.h"
 
@@ -144,6 +152,7 @@ int32_t ff__fold(int64_t occ, int delta, bool clamp)
 /* Refolds from p; force: row p is new and has no stored value to compare with. */
 static void refold(ff__rows *r, size_t p, bool force)
 {
+    FF_ASSERT(p >= r->pinned); /* the rows before p keep their values */
     size_t n = ff__rows_n(r);
     int64_t occ = ff__rows_occ_before(r, p);
     for (size_t i = p; i < n; i++) {
@@ -157,6 +166,8 @@ static void refold(ff__rows *r, size_t p, bool force)
 
 /* ---- the settled part (to be replaced by segments) ---- */
 
+#define FIT_MIN 16 /* fewest rows an allocation is fitted down to (ring_fit, set_fit) */
+
 /* Makes room for n more rows after the settled part: first by moving it back to the
  * start of its allocation, then by growing that. */
 /* Rows in front of the settled part (0 without an allocation: NULL - NULL is undefined). */
@@ -165,10 +176,27 @@ static size_t set_off(const ff__rows *r)
     return r->setmem ? (size_t)(r->set - r->setmem) : 0;
 }
 
+/* Moves the settled part to a new allocation with room for n more rows, leaving the
+ * pinned one to its job (see Pinned rows). */
+static void set_unshare(ff__rows *r, size_t n)
+{
+    size_t cap = r->capset ? r->capset : FIT_MIN;
+    while (cap < r->nset + n) cap *= 2;
+    ff__row *m = ff_xmalloc(cap * sizeof(*m));
+    memcpy(m, r->set, r->nset * sizeof(*m));
+    r->set = r->setmem = m;
+    r->capset = cap;
+    r->pinned = 0;
+}
+
 static void set_room(ff__rows *r, size_t n)
 {
     size_t off = set_off(r);
     if (off + r->nset + n <= r->capset) return;
+    if (r->pinned) {
+        set_unshare(r, n);
+        return;
+    }
     if (off) {
         memmove(r->setmem, r->set, r->nset * sizeof(*r->set));
         r->set = r->setmem;
@@ -179,6 +207,7 @@ static void set_room(ff__rows *r, size_t n)
 
 static void set_insert(ff__rows *r, size_t i, const ff__row *row)
 {
+    if (i < r->pinned) set_unshare(r, 1);
     set_room(r, 1);
     memmove(&r->set[i + 1], &r->set[i], (r->nset - i) * sizeof(*r->set));
     r->set[i] = *row;
@@ -229,7 +258,6 @@ static void ring_grow(ff__rows *r)
  * fit it alike.) So a burst's capacity is given back one settle later, when the ring
  * held little at that settle.
  */
-#define FIT_MIN 16
 static void ring_fit(ff__rows *r, uint32_t held)
 {
     uint32_t need = held > r->npend ? held : r->npend, ncap = r->capring;
@@ -239,7 +267,8 @@ static void ring_fit(ff__rows *r, uint32_t held)
 
 static void set_fit(ff__rows *r)
 {
-    if (r->nset == 0) { /* give the memory back: the settled part refills slowly */
+    if (r->pinned) return; /* fitted by a settle after the seal */
+    if (r->nset == 0) {    /* give the memory back: the settled part refills slowly */
         free(r->setmem);
         r->set = r->setmem = NULL;
         r->capset = 0;
@@ -335,7 +364,7 @@ size_t ff__rows_settle(ff__rows *r, int64_t h, size_t budget)
 
 void ff__rows_drop_front(ff__rows *r, size_t k, int32_t occ)
 {
-    FF_ASSERT(k <= r->nset);
+    FF_ASSERT(k <= r->nset && !r->pinned);
     if (k == 0) return;
     FF_DEBUG_ASSERT(occ == r->set[k - 1].occ);
     r->base = occ;
@@ -343,8 +372,35 @@ void ff__rows_drop_front(ff__rows *r, size_t k, int32_t occ)
     r->nset -= k;
 }
 
+ff__row *ff__rows_pin(ff__rows *r, size_t k)
+{
+    FF_ASSERT(k > 0 && k <= r->nset && !r->pinned);
+    /* Room for as many rows again, so that the settles during the job rarely need to
+     * unshare: grown in place of the allocation (for a large one, realloc remaps pages
+     * and copies nothing) and without moving the rows to its front, which would copy
+     * them. Untouched room costs address space, not memory. */
+    size_t off = set_off(r);
+    if (off + 2 * r->nset > r->capset) {
+        r->setmem = ff_xgrow(r->setmem, &r->capset, off + 2 * r->nset, sizeof(*r->setmem));
+        r->set = r->setmem + off;
+    }
+    r->pinned = k;
+    return r->setmem;
+}
+
+void ff__rows_release(ff__rows *r, ff__row *mem)
+{
+    if (r && r->setmem == mem) { /* still its own: nothing was left to the job */
+        FF_ASSERT(r->pinned);
+        r->pinned = 0;
+        return;
+    }
+    free(mem); /* unshared or freed meanwhile: no one else points at it */
+}
+
 void ff__rows_rebase(ff__rows *r, int64_t base)
 {
+    if (r->pinned) set_unshare(r, 0);
     r->base = base;
     if (ff__rows_n(r)) refold(r, 0, true);
     last_sync(r);
@@ -354,7 +410,7 @@ void ff__rows_free(ff__rows *r)
 {
     bool clamp = r->clamp;
     int64_t base = r->base;
-    free(r->setmem);
+    if (!r->pinned) free(r->setmem); /* else the job frees it (ff__rows_release) */
     free(r->ring);
     memset(r, 0, sizeof(*r));
     r->clamp = clamp;
@@ -367,6 +423,7 @@ void ff__rows_check(const ff__rows *r, int64_t h, bool fold_check)
     FF_ASSERT(r->capring == 0 || (r->capring & (r->capring - 1)) == 0);
     FF_ASSERT(r->npend <= r->capring && (r->capring == 0 || r->head < r->capring));
     FF_ASSERT(r->setmem <= r->set && set_off(r) + r->nset <= r->capset);
+    FF_ASSERT(r->pinned <= r->nset); /* R7 */
     size_t n = ff__rows_n(r);
     int64_t occ = r->base;
     for (size_t i = 0; i < n; i++) {

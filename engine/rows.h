@@ -19,6 +19,13 @@
  * costliest cache miss of ingest (bench/ingest). Removing rows from the front (settle,
  * drop_front) never changes row n-1; everything else that does goes through rows.c.
  * The fields ingest reads come first, so that they share one cache line.
+ *
+ * Pinned rows. A seal job reads the settled rows it writes where they lie, on its own
+ * thread (engine/seal.c), instead of copying them. While set[0 .. pinned) is pinned that
+ * memory is neither written, moved nor freed: a change that would (a late row inserted
+ * among them, a refold over them, growing or compacting the array, freeing the rows)
+ * first moves the settled part to a new allocation and leaves the old one to the job
+ * (ff__rows_release). Appending after the settled part within its allocation is allowed.
  */
 #ifndef FF_ENGINE_ROWS_H
 #define FF_ENGINE_ROWS_H
@@ -50,6 +57,7 @@ typedef struct ff__rows {
     ff__row *setmem; /* its allocation, capset rows; set = setmem + rows sealed since the
                       * last compaction (so a seal's drop is O(1): engine/rows.c) */
     size_t capset;
+    size_t pinned; /* set[0 .. pinned) is read by a seal job (above); 0: none */
 } ff__rows;
 
 /* Number of rows. */
@@ -96,9 +104,17 @@ size_t ff__rows_settle(ff__rows *r, int64_t h, size_t budget);
  * occ (the caller knows it: row k-1's occ), the new base. Used once they are sealed. O(1): the
  * memory is compacted and fitted later, by the next append or settle. */
 void ff__rows_drop_front(ff__rows *r, size_t k, int32_t occ);
+/* Pins the first k settled rows (0 < k <= nset; none pinned yet) for a seal job, which
+ * then owns a claim on setmem (returned) until ff__rows_release. It may first grow the
+ * allocation, moving the rows: the job reads set after the call. */
+ff__row *ff__rows_pin(ff__rows *r, size_t k);
+/* Ends the claim on mem of a job that pinned r (r NULL: the rows are gone): r keeps mem
+ * if it still uses it (unpinned), otherwise mem was left to the job and is freed. */
+void ff__rows_release(ff__rows *r, ff__row *mem);
 /* Sets the base and refolds every row from it (a late event amended sealed history). */
 void ff__rows_rebase(ff__rows *r, int64_t base);
-/* Frees the storage; the rows are empty afterwards (clamp and base are kept). */
+/* Frees the storage (pinned memory is left to its job); the rows are empty afterwards
+ * (clamp and base are kept). */
 void ff__rows_free(ff__rows *r);
 /* Checks the invariants of rows.c (numbered there); panics on a broken one. h is the
  * current horizon; fold false skips the fold check (orphan lists). */

@@ -369,11 +369,13 @@ static void merge_some(ff_engine *e, bool sync);
  * Jobs. A seal and a merge are each done in three steps, so that the expensive middle
  * one -- encoding, lz4, writing and fsyncing a segment file -- can run on another
  * thread while the engine goes on (ff_engine_seal_begin/run/end in engine.h):
- *   begin (engine thread) captures what the job writes: for a seal, a copy of the rows
- *     with ts <= to of every space (settled first); for a merge, the two segments
- *     (immutable, mapped: the worker reads them in place).
+ *   begin (engine thread) captures what the job writes: for a seal, the rows with
+ *     ts <= to of every space, settled first and then pinned where they lie (rows.h:
+ *     Pinned rows); for a merge, the two segments (immutable, mapped: the worker reads
+ *     them in place).
  *   run (any thread) writes the new segment: temp file, fsync, rename, directory fsync
- *     (storage/segment_write.c). It touches nothing but the job and the files.
+ *     (storage/segment_write.c). It touches nothing but the job, the files and the rows
+ *     it pinned, which it only reads.
  *   end (engine thread) checks that what the job captured is still what the engine
  *     holds. For a seal: no event at or before `to` was applied and no amendment ran
  *     since begin (seal_dirty), and each space still has exactly the copied rows. For a
@@ -385,10 +387,13 @@ static void merge_some(ff_engine *e, bool sync);
  * Without seal_async, ff_engine_tick() runs all three steps itself.
  */
 typedef struct job_space {
-    uint32_t id, slot; /* slot: valid while the topology is unchanged (topo_gen) */
-    int64_t base;      /* occupancy before the first row */
-    size_t off, n;     /* rows[off .. off+n) */
+    uint32_t id, slot;  /* slot: valid while the topology is unchanged (topo_gen) */
+    int32_t last_occ;   /* occupancy after the last row */
+    int64_t base;       /* occupancy before the first row */
+    const ff__row *row; /* the space's pinned settled rows, row[0 .. n) */
+    size_t n;
     int64_t last_ts;
+    ff__row *mem; /* the allocation pinned (ff__rows_release); NULL once released */
 } job_space;
 
 struct ff_seal_job {
@@ -400,12 +405,12 @@ struct ff_seal_job {
     /* a seal */
     job_space *sp;
     size_t nsp, capsp;
-    ff_seg_row *rows;
-    size_t nrows, caprows;
+    size_t nrows;     /* rows in all */
+    ff_seg_row *conv; /* run: one space's rows in the writer's form */
+    size_t capconv;
     uint64_t settled;  /* settled_since_seal at begin */
     uint64_t topo_gen; /* e->topo_gen at begin */
     size_t cursor;     /* spaces (in id order) captured so far */
-    size_t prefaulted; /* rows[0 .. prefaulted) are known to be mapped */
     bool captured;     /* every space is in: the job may run */
     ff_seg *seg;       /* the new segment, opened by run (validating its footer is O(spaces)) */
     char err[FF_SEG_ERRLEN];
@@ -429,12 +434,26 @@ static ff_seal_job *job_new(const ff_engine *e, bool merge, int64_t start, int64
     return j;
 }
 
-static void job_free(ff_seal_job *j)
+/* Releases the rows a seal job pinned (before it is freed, on the engine's thread). */
+static void job_release(ff_engine *e, ff_seal_job *j)
+{
+    bool same = e->topo_gen == j->topo_gen;
+    for (size_t i = 0; i < j->nsp; i++) {
+        job_space *x = &j->sp[i];
+        if (!x->mem) continue;
+        ff__space *s = same ? &e->spaces[x->slot] : ff__space_find(e, x->id);
+        ff__rows_release(s ? &s->rows : NULL, x->mem);
+        x->mem = NULL;
+    }
+}
+
+static void job_free(ff_engine *e, ff_seal_job *j)
 {
     if (!j) return;
+    job_release(e, j);
     ff_seg_close(j->seg);
     free(j->sp);
-    free(j->rows);
+    free(j->conv);
     free(j->garbage);
     free(j->dir);
     free(j);
@@ -450,16 +469,21 @@ static void job_unlink(const ff_seal_job *j)
 }
 
 /*
- * Capturing a seal's rows. At 100,000 busy spaces a seal copies about a million rows
- * from as many arrays: 30-40 ms in one piece, which every ack and answer waiting on the
- * loop saw (10 M DPUs: ack p99 27 ms). So the copy is taken in steps of at most
- * ff__seal_capture_spaces (1,024) spaces and about CAPTURE_ROWS rows (a space is never
- * split: the step that reaches CAPTURE_ROWS ends after that space), between which the
- * engine goes on.
+ * Capturing a seal's rows. Each space's rows up to `to` are settled and then pinned where
+ * they lie (rows.h): the job's worker reads them in place. They used to be copied into
+ * one array, and at 200 DPUs and 1.2 M events/s over UDP that copy and its page faults
+ * were a quarter of the loop thread (BENCHMARKS). At 100,000 busy spaces the settles
+ * still move about a million rows from as many rings, 30-40 ms in one piece, which
+ * every ack and answer waiting on the loop would see. So the capture is taken in steps
+ * of at most ff__seal_capture_spaces (1,024) spaces and about CAPTURE_ROWS rows (a
+ * space is never split: the step that reaches CAPTURE_ROWS ends after that space),
+ * between which the engine goes on.
  * That is safe for the same reason a running job is: the job is registered (e->job, seal_to) from
  * the first step, so any event at or before `to` -- the only thing that changes rows
- * already copied, through ff__apply_event -- marks it dirty, and a topology change
- * (re-attribution, slots) is seen by topo_gen; either discards the job at its end.
+ * already captured, through ff__apply_event -- marks it dirty, and a topology change
+ * (re-attribution, slots) is seen by topo_gen; either discards the job at its end. The
+ * pinned memory itself never changes under the worker: a change moves the space's rows
+ * to a new allocation first.
  */
 #define CAPTURE_ROWS 16384
 size_t ff__seal_capture_spaces = 1024;
@@ -470,38 +494,13 @@ static ff_seal_job *seal_job_new(ff_engine *e, int64_t to)
         job_new(e, false, e->sealed_upto == FF_TS_MIN ? FF_TS_MIN : e->sealed_upto + 1, to);
     j->settled = e->settled_since_seal;
     j->topo_gen = e->topo_gen;
-    /* about the rows to come: growing a 16 MB array by doubling took one step 19 ms */
-    if (e->settled_since_seal) {
-        j->caprows = e->settled_since_seal + e->settled_since_seal / 8;
-        j->rows = ff_xmalloc(j->caprows * sizeof(*j->rows));
-    }
     return j;
 }
 
-/* Maps the capture array's next `rows` rows in one madvise. A fresh array faulted in
- * one 4 KiB page at a time, and in a VM each fault is dear: at 200 DPUs and 1.1 M
- * events/s over UDP those faults were 17.8 % of the loop thread, and this took its CPU
- * per event down 9-14 % (BENCHMARKS). A hint: on failure the faults come as before. */
-static void capture_prefault(ff_seal_job *j, size_t rows)
-{
-#ifdef MADV_POPULATE_WRITE /* Linux 5.14; sysconf here is a read, no syscall */
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    size_t to = rows < j->caprows - j->nrows ? j->nrows + rows : j->caprows;
-    if (to <= j->prefaulted) return;
-    uintptr_t a = (uintptr_t)(j->rows + j->prefaulted) & ~(page - 1);
-    uintptr_t b = (uintptr_t)(j->rows + to);
-    (void)madvise((void *)a, b - a, MADV_POPULATE_WRITE);
-    j->prefaulted = to;
-#else
-    (void)j, (void)rows;
-#endif
-}
-
-/* Settles and copies the rows with ts <= to of the next spaces in id order (segments
- * list spaces by id); at most max_spaces spaces and about max_rows rows. */
+/* Settles and pins the rows with ts <= to of the next spaces in id order (segments list
+ * spaces by id); at most max_spaces spaces and about max_rows rows. */
 static void capture_step(ff_engine *e, ff_seal_job *j, size_t max_spaces, size_t max_rows)
 {
-    capture_prefault(j, max_rows);
     size_t n;
     const uint32_t *slots = slots_by_id(e, &n);
     size_t rows = 0, stop = j->cursor + max_spaces < n ? j->cursor + max_spaces : n;
@@ -511,17 +510,17 @@ static void capture_step(ff_engine *e, ff_seal_job *j, size_t max_spaces, size_t
         ff__rows_settle(&s->rows, j->to, SIZE_MAX);
         size_t k = sealable(&s->rows, j->to);
         if (!k) continue;
+        ff__row *mem = ff__rows_pin(&s->rows, k); /* may move the rows: first */
         j->sp = ff_xgrow(j->sp, &j->capsp, j->nsp + 1, sizeof(*j->sp));
-        ff_seg_row *was = j->rows;
-        j->rows = ff_xgrow(j->rows, &j->caprows, j->nrows + k, sizeof(*j->rows));
-        if (j->rows != was) j->prefaulted = j->nrows; /* a copy maps only what it copied */
         j->sp[j->nsp++] = (job_space){.id = s->def.id,
                                       .slot = slots[j->cursor],
+                                      .last_occ = s->rows.set[k - 1].occ,
                                       .base = s->rows.base,
-                                      .off = j->nrows,
+                                      .row = s->rows.set,
                                       .n = k,
-                                      .last_ts = s->rows.set[k - 1].ts};
-        for (size_t x = 0; x < k; x++) j->rows[j->nrows++] = seg_row_of(&s->rows.set[x]);
+                                      .last_ts = s->rows.set[k - 1].ts,
+                                      .mem = mem};
+        j->nrows += k;
         rows += k;
     }
     j->captured = j->cursor == n;
@@ -534,7 +533,7 @@ static ff_seal_job *seal_job(ff_engine *e, int64_t to)
     capture_step(e, j, SIZE_MAX, SIZE_MAX);
     if (j->nrows) return j;
     e->settled_since_seal = 0; /* nothing to seal after all */
-    job_free(j);
+    job_free(e, j);
     return NULL;
 }
 
@@ -598,7 +597,7 @@ static int commit_end(ff_engine *e, ff_seal_job *j, int rc)
             e->garbage[e->ngarbage++] = j->garbage[i];
         }
     }
-    job_free(j);
+    job_free(e, j);
     return rc;
 }
 
@@ -613,9 +612,12 @@ static int job_run(ff_seal_job *j)
     if (j->merge)
         rc = copy_pair(j->a.seg, j->b.seg, w);
     else
-        for (size_t i = 0; i < j->nsp && rc == 0; i++)
-            rc = ff_seg_writer_add_space(w, j->sp[i].id, j->sp[i].base, j->rows + j->sp[i].off,
-                                         j->sp[i].n);
+        for (size_t i = 0; i < j->nsp && rc == 0; i++) {
+            const job_space *x = &j->sp[i];
+            j->conv = ff_xgrow(j->conv, &j->capconv, x->n, sizeof(*j->conv));
+            for (size_t r = 0; r < x->n; r++) j->conv[r] = seg_row_of(&x->row[r]);
+            rc = ff_seg_writer_add_space(w, x->id, x->base, j->conv, x->n);
+        }
     if (rc < 0) {
         ff_seg_writer_abort(w);
         return rc;
@@ -692,8 +694,11 @@ static int seal_end(ff_engine *e, ff_seal_job *j)
     j->seg = NULL; /* the engine's now */
     for (size_t i = 0; i < j->nsp; i++) {
         if (i + 8 < j->nsp) __builtin_prefetch(&e->spaces[j->sp[i + 8].slot].rows);
-        const job_space *x = &j->sp[i];
-        drop_sealed(&e->spaces[x->slot], x->n, x->last_ts, j->rows[x->off + x->n - 1].occupancy);
+        job_space *x = &j->sp[i];
+        ff__space *s = &e->spaces[x->slot];
+        ff__rows_release(&s->rows, x->mem);
+        x->mem = NULL;
+        drop_sealed(s, x->n, x->last_ts, x->last_occ);
     }
     e->sealed_upto = j->to;
     e->segments_sealed++;
@@ -767,7 +772,7 @@ static int job_end(ff_engine *e, ff_seal_job *j, int rc)
     if (rc == -EAGAIN) e->seal_jobs_discarded++;
     if (rc == -EAGAIN && !j->merge) e->seal_sync_next = true;
     if (rc == 0 && !j->merge) e->seal_sync_next = false;
-    job_free(j);
+    job_free(e, j);
     return rc;
 }
 
@@ -826,7 +831,7 @@ static void capture_drop(ff_engine *e, bool discarded)
         e->seal_jobs_discarded++;
         e->seal_sync_next = true; /* as at a discarded job's end */
     }
-    job_free(j);
+    job_free(e, j);
 }
 
 /* One step of the capture in progress: 1 with *out once it is complete. */

@@ -199,3 +199,60 @@ Test(rows, settled_part_reuses_the_room_a_drop_leaves)
     cr_assert_eq(ff__rows_at(&r, 5)->occ, ff__rows_at(&r, 4)->occ - 1);
     ff__rows_free(&r);
 }
+
+/* Settles rows at ts = 10 * (from .. to) of DPU 1, each +1. */
+static void settled(ff__rows *r, int64_t from, int64_t to)
+{
+    for (int64_t t = from; t <= to; t++) add(r, t * 10, 1, 1);
+    ff__rows_settle(r, INT64_MAX, SIZE_MAX);
+}
+
+/* Pinned rows (read by a seal job's worker) are never written, moved or freed: a late
+ * row among them, a rebase, growth past the allocation and freeing the rows each leave
+ * the pinned copy as it was, and the rows themselves change as they would unpinned. */
+Test(rows, pinned_rows_stay_as_they_were_whatever_the_space_does)
+{
+    for (int what = 0; what < 4; what++) {
+        ff__rows r = {0};
+        settled(&r, 1, 100);
+        ff__row *mem = ff__rows_pin(&r, 60), was[60];
+        const ff__row *row = r.set;
+        cr_assert_eq(mem, r.setmem);
+        memcpy(was, row, sizeof(was));
+        if (what == 0) add(&r, 255, 2, -1); /* a late row among the pinned ones */
+        if (what == 1) ff__rows_rebase(&r, 7);
+        if (what == 2) settled(&r, 101, (int64_t)r.capset + 1); /* past the allocation */
+        if (what == 3) ff__rows_free(&r);
+        cr_assert(memcmp(was, row, sizeof(was)) == 0, "case %d: pinned rows changed", what);
+        cr_assert_neq(r.setmem, mem, "case %d: the rows still use the pinned memory", what);
+        cr_assert_eq(r.pinned, 0);
+        ff__rows_check(&r, INT64_MAX, true);
+        if (what == 0) cr_assert_eq(ff__rows_at(&r, 25)->ts, 255);
+        if (what == 0) cr_assert_eq(ff__rows_at(&r, 25)->occ, 24);
+        if (what == 1) cr_assert_eq(ff__rows_at(&r, 0)->occ, 8);
+        ff__rows_release(&r, mem); /* frees it: the sanitizer build checks for a leak */
+        ff__rows_free(&r);
+    }
+}
+
+/* Appending after the pinned rows within the allocation keeps it; the release then
+ * hands it back unpinned, and it is fitted and compacted again as usual. */
+Test(rows, a_release_hands_back_memory_the_rows_still_use)
+{
+    ff__rows r = {0};
+    settled(&r, 1, 20);
+    size_t cap = r.capset;
+    ff__row *mem = ff__rows_pin(&r, 20);
+    settled(&r, 21, (int64_t)cap);
+    cr_assert_eq(r.setmem, mem);
+    cr_assert_eq(r.nset, cap);
+    ff__rows_release(&r, mem);
+    cr_assert_eq(r.pinned, 0);
+    cr_assert_eq(r.setmem, mem, "the rows' own memory was freed");
+    ff__rows_drop_front(&r, 20, ff__rows_at(&r, 19)->occ);
+    add(&r, (int64_t)cap * 10 + 10, 1, 1);
+    ff__rows_settle(&r, INT64_MAX, SIZE_MAX);
+    ff__rows_check(&r, INT64_MAX, true);
+    cr_assert_eq(ff__rows_at(&r, 0)->ts, 210);
+    ff__rows_free(&r);
+}
