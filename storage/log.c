@@ -78,6 +78,8 @@
  * torn tail. A record that does not fit rotates: the current file is msync'd in full,
  * then the next file is created as "<name>.tmp", fallocated, given its header, fsync'd,
  * renamed into place and the directory fsync'd; only then does the log switch to it.
+ * The pages ahead of the appends are mapped for writing a MiB at a time (populate), so
+ * that an append does not take a page fault; they hold zeros, as the file did.
  *
  * DURABILITY. ff_log_sync() msyncs (MS_SYNC) the range written since the last sync, from
  * its page-aligned start, and then reports durable = written; with nothing new it returns
@@ -175,6 +177,7 @@ struct ff_log {
     uint64_t retired_size;
     int retired_fd;
     uint64_t dropped;    /* pages [0, dropped) of the current file left our mapping */
+    uint64_t populated;  /* pages [.., populated) of it are mapped for writing ahead */
     struct older *older; /* the files before the current one, oldest first */
     size_t nolder, capolder;
     uint64_t start; /* prev_end of the first file: every record <= it was released */
@@ -517,6 +520,7 @@ static int rotate(ff_log *log, uint64_t need)
     log->h = h;
     log->off = log->synced = FILE_HDR;
     log->dropped = 0;
+    log->populated = 0;
     for_appends(log, FILE_HDR);
     log->files++;
     log->disk_bytes += h.size;
@@ -913,6 +917,29 @@ out_free:
 
 /* ---- append ---------------------------------------------------------------------- */
 
+/*
+ * Maps the pages up to `need` and POPULATE_AHEAD bytes beyond it for writing, in one
+ * madvise, instead of a write fault on each 4 KiB page as the appends reach it. In this
+ * VM a fault is dear, and the log's were 12-17 % of the loop thread at 1.3 M events/s
+ * over UDP (BENCHMARKS). A hint: where unsupported or failing, the faults come as before.
+ */
+#define POPULATE_AHEAD ((uint64_t)1 << 20)
+static void populate(ff_log *log, uint64_t need)
+{
+#ifdef MADV_POPULATE_WRITE /* Linux 5.14 */
+    uint64_t from = log->off & ~(uint64_t)(log->page - 1);
+    if (from < log->populated) from = log->populated;
+    uint64_t to = (need + POPULATE_AHEAD + log->page - 1) & ~(uint64_t)(log->page - 1);
+    if (to > log->h.size) to = log->h.size;
+    if (from >= to || madvise(log->map + from, to - from, MADV_POPULATE_WRITE) != 0)
+        to = log->h.size;
+    log->populated = to;
+#else
+    log->populated = log->h.size;
+    (void)need;
+#endif
+}
+
 void *ff_log_reserve(ff_log *log, int type, uint32_t len, int *err)
 {
     int dummy, rc;
@@ -938,6 +965,7 @@ void *ff_log_reserve(ff_log *log, int type, uint32_t len, int *err)
             return NULL;
         }
     }
+    if (log->off + rec_size(len) > log->populated) populate(log, log->off + rec_size(len));
     log->resv_len = len;
     log->resv_type = type;
     return log->map + log->off + REC_HDR;
