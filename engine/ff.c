@@ -5,6 +5,8 @@
 
 #include <stdarg.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 const char *ff_strerror(int err)
 {
@@ -79,6 +81,19 @@ char *ff_xstrdup(const char *s)
     char *p = ff_xmalloc(n);
     memcpy(p, s, n);
     return p;
+}
+
+bool ff_populate(void *p, size_t n)
+{
+#ifdef MADV_POPULATE_WRITE /* Linux 5.14 */
+    static uintptr_t page;
+    if (!page) page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + page - 1) & ~(page - 1), b = ((uintptr_t)p + n) & ~(page - 1);
+    return a < b && madvise((void *)a, b - a, MADV_POPULATE_WRITE) == 0;
+#else
+    (void)p, (void)n;
+    return false;
+#endif
 }
 
 void *ff_xgrow(void *p, size_t *cap, size_t need, size_t sz)

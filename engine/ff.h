@@ -17,6 +17,7 @@
 #define FF_H
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -89,6 +90,10 @@ char *ff_xstrdup(const char *s);
 /* Grow-array helper: returns p resized for at least need elements of size sz, updating
  * *cap (doubling, minimum 16). */
 void *ff_xgrow(void *p, size_t *cap, size_t need, size_t sz);
+/* Maps the whole pages of [p, p+n) for writing in one call (MADV_POPULATE_WRITE) instead
+ * of a page fault on each first write: in a VM each fault is dear. A hint; nothing
+ * happens where unsupported or for less than a page. Returns whether it was done. */
+bool ff_populate(void *p, size_t n);
 
 /* Panic: unrecoverable corruption or a broken invariant. Prints and aborts. */
 _Noreturn void ff_panic(const char *file, int line, const char *fmt, ...)

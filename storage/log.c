@@ -926,18 +926,12 @@ out_free:
 #define POPULATE_AHEAD ((uint64_t)1 << 20)
 static void populate(ff_log *log, uint64_t need)
 {
-#ifdef MADV_POPULATE_WRITE /* Linux 5.14 */
     uint64_t from = log->off & ~(uint64_t)(log->page - 1);
     if (from < log->populated) from = log->populated;
     uint64_t to = (need + POPULATE_AHEAD + log->page - 1) & ~(uint64_t)(log->page - 1);
     if (to > log->h.size) to = log->h.size;
-    if (from >= to || madvise(log->map + from, to - from, MADV_POPULATE_WRITE) != 0)
-        to = log->h.size;
+    if (from >= to || !ff_populate(log->map + from, to - from)) to = log->h.size; /* gave up */
     log->populated = to;
-#else
-    log->populated = log->h.size;
-    (void)need;
-#endif
 }
 
 void *ff_log_reserve(ff_log *log, int type, uint32_t len, int *err)

@@ -256,3 +256,41 @@ Test(rows, a_release_hands_back_memory_the_rows_still_use)
     cr_assert_eq(ff__rows_at(&r, 0)->ts, 210);
     ff__rows_free(&r);
 }
+
+/* Rings grown and shrunk in every shape -- wrapped or not, the wrapped part shorter or
+ * longer than the rest -- keep every row, in order: random appends, inserts near the
+ * front of the ring (which wrap it backwards) and settles, checked against a count and
+ * a sum of the rows' timestamps after every step. */
+Test(rows, ring_resizes_keep_every_row_in_order)
+{
+    uint64_t x = 88172645463325252ull;
+    unsigned grew = 0, shrank = 0;
+    for (int round = 0; round < 100; round++) {
+        ff__rows r = {0};
+        int64_t next = 1000, lo = 1000, h = FF_TS_MIN, sum = 0;
+        size_t n = 0;
+        for (int step = 0; step < 600; step++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            unsigned op = (unsigned)(x % 16), cap = r.capring;
+            int64_t ts = next++;
+            if (op >= 9 && op < 15) ts = lo + (int64_t)((x >> 20) % 8); /* near the front */
+            if (op == 15) {                                             /* a settle */
+                h = lo + (int64_t)((x >> 20) % (uint64_t)(next - lo + 1));
+                ff__rows_settle(&r, h, SIZE_MAX);
+                lo = h + 1;
+            } else {
+                add(&r, ts, (uint32_t)(op & 3), 1);
+                n++, sum += ts;
+            }
+            grew += r.capring > cap, shrank += r.capring < cap;
+            ff__rows_check(&r, h, true);
+            cr_assert_eq(ff__rows_n(&r), n, "round %d step %d", round, step);
+            int64_t got = 0;
+            for (size_t i = 0; i < n; i++) got += ff__rows_at(&r, i)->ts;
+            cr_assert_eq(got, sum, "round %d step %d: rows changed", round, step);
+        }
+        ff__rows_free(&r);
+    }
+    cr_assert_gt(grew, 100);
+    cr_assert_gt(shrank, 20, "%u shrinks", shrank);
+}
