@@ -294,3 +294,23 @@ Test(rows, ring_resizes_keep_every_row_in_order)
     cr_assert_gt(grew, 100);
     cr_assert_gt(shrank, 20, "%u shrinks", shrank);
 }
+
+/* A large settled array is given room for as many rows again when pinned, so that the
+ * settles of a seal job's duration append in place instead of unsharing it. */
+Test(rows, a_large_pinned_array_takes_the_next_rows_in_place)
+{
+    ff__rows r = {0};
+    settled(&r, 1, 5000);
+    ff__row *mem = ff__rows_pin(&r, 4000);
+    const ff__row *row = r.set;
+    cr_assert_eq(ff__rows_at(&r, 0)->ts, 10);
+    settled(&r, 5001, 10000);
+    cr_assert_eq(r.setmem, mem, "unshared: no room was made at the pin");
+    cr_assert_eq(r.pinned, 4000);
+    cr_assert_eq(row[3999].ts, 40000);
+    ff__rows_check(&r, INT64_MAX, true);
+    ff__rows_release(&r, mem);
+    ff__rows_drop_front(&r, 4000, ff__rows_at(&r, 3999)->occ);
+    cr_assert_eq(ff__rows_n(&r), 6000);
+    ff__rows_free(&r);
+}
