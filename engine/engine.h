@@ -237,13 +237,15 @@ void ff_engine_tick(ff_engine *e);
  *   ff_engine_seal_begin (engine thread), after ff_engine_tick(): when a seal is due,
  *       settles the rows to seal (all spaces, ts <= H) and pins them where they lie for
  *       a new job (engine/rows.h), a step at a time (at most 1,024 spaces and about
- *       16,384 rows per call, so that no call holds the thread for long); else maybe picks two old
- * segments to merge. Returns 1 with *job once it is complete, or 0. After a seal, a merge or late
- * events into sealed history, the next job is a commit: the checkpoint (engine/checkpoint.c),
- * encoded here, written by run. While ff_engine_seal_stepping() is true, call it again soon
- * (footfalld: every loop turn). One job at a time. ff_engine_seal_run (any thread): encodes,
- * compresses and writes the new segment file, fsync, rename, directory fsync. Touches only the job,
- * its files and the rows it pinned (read only: the engine never writes them while pinned).
+ *       16,384 rows per call, so that no call holds the thread for long); else maybe
+ *       picks two old segments to merge. Returns 1 with *job once it is complete, or 0.
+ *       After a seal, a merge or late events into sealed history, the next job is a
+ *       commit: the checkpoint (engine/checkpoint.c), encoded here, written by run.
+ *       While ff_engine_seal_stepping() is true, call it again soon (footfalld: every
+ *       loop turn). One job at a time.
+ *   ff_engine_seal_run (any thread): encodes, compresses and writes the new segment
+ *       file, fsync, rename, directory fsync. Touches only the job, its files and the
+ *       rows it pinned (read only: the engine never writes them while pinned).
  *   ff_engine_seal_end (engine thread) with run's result: if what the job pinned is
  *       unchanged (no event at or before its end and no amendment came in meanwhile),
  *       attaches the segment, drops the rows from memory and commits a checkpoint; else

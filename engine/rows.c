@@ -149,8 +149,11 @@ int32_t ff__fold(int64_t occ, int delta, bool clamp)
     return (int32_t)v;
 }
 
-/* Refolds from p; force: row p is new and has no stored value to compare with. */
-static void refold(ff__rows *r, size_t p, bool force)
+/* Refolds from p. The rows before `sure` (>= p) are rewritten whatever they hold: a new
+ * row has no stored value, and a row between removed ones may hold the right value by
+ * chance (removed +1 and -1) while a later one does not. From `sure` on, the first
+ * row whose stored value is reproduced ends it: the deltas after it are unchanged. */
+static void refold(ff__rows *r, size_t p, size_t sure)
 {
     FF_ASSERT(p >= r->pinned); /* the rows before p keep their values */
     size_t n = ff__rows_n(r);
@@ -158,7 +161,7 @@ static void refold(ff__rows *r, size_t p, bool force)
     for (size_t i = p; i < n; i++) {
         ff__row *x = at_mut(r, i);
         int32_t v = ff__fold(occ, x->delta, r->clamp);
-        if (x->occ == v && !(force && i == p)) break;
+        if (x->occ == v && i >= sure) break;
         x->occ = v;
         occ = v;
     }
@@ -168,9 +171,9 @@ static void refold(ff__rows *r, size_t p, bool force)
 
 #define FIT_MIN 16 /* fewest rows an allocation is fitted down to (ring_fit, set_fit) */
 /* Rows (96 KiB): a growth of a ring by as many or more is mapped in one call
- * (ff_populate) rather than a fault per page as it fills; a settled array this large
- * gets room when pinned (ff__rows_pin). */
+ * (ff_populate) rather than a fault per page as it fills. */
 #define POPULATE_ROWS 4096
+#define PIN_ROOM_ROWS 16384 /* 384 KiB: a pinned array this large gets room (ff__rows_pin) */
 
 /* Makes room for n more rows after the settled part: first by moving it back to the
  * start of its allocation, then by growing that. */
@@ -346,7 +349,7 @@ size_t ff__rows_insert(ff__rows *r, const ff__row *row)
         set_insert(r, p, row);
     else
         ring_insert(r, (uint32_t)(p - r->nset), row);
-    refold(r, p, true);
+    refold(r, p, p + 1);
     last_sync(r);
     return p;
 }
@@ -354,7 +357,7 @@ size_t ff__rows_insert(ff__rows *r, const ff__row *row)
 void ff__rows_take_dpu(ff__rows *r, uint32_t dpu, int64_t from, ff__row **out, size_t *n,
                        size_t *cap)
 {
-    size_t p = ff__rows_lower_ts(r, from), total = ff__rows_n(r), w = p, first = total;
+    size_t p = ff__rows_lower_ts(r, from), total = ff__rows_n(r), w = p, first = total, last = p;
     FF_ASSERT(p >= r->nset);
     for (size_t i = p; i < total; i++) {
         ff__row x = *ff__rows_at(r, i);
@@ -363,11 +366,12 @@ void ff__rows_take_dpu(ff__rows *r, uint32_t dpu, int64_t from, ff__row **out, s
             continue;
         }
         if (first == total) first = w;
+        last = w; /* the kept row after it lands here */
         *out = ff_xgrow(*out, cap, *n + 1, sizeof(**out));
         (*out)[(*n)++] = x;
     }
     r->npend -= (uint32_t)(total - w);
-    if (first < w) refold(r, first, false);
+    if (first < w) refold(r, first, last);
     last_sync(r);
 }
 
@@ -410,13 +414,14 @@ ff__row *ff__rows_pin(ff__rows *r, size_t k)
     FF_ASSERT(k > 0 && k <= r->nset && !r->pinned);
     /* A large array gets room for as many rows again, so that the settles during the
      * job rarely need to unshare it: grown in place of the allocation (realloc remaps
-     * its pages, copying nothing) and without moving the rows to its front, which would
-     * copy them; the room costs address space, not memory, until it is filled. A small
-     * one is left as it is: realloc would copy it, and at 100,000 spaces that doubled
-     * the rows' memory at every seal (VmHWM 203 -> 295 MiB at the daily peak); if it
-     * must grow during the job, its unshared copy is small too. */
+     * its pages, copying nothing, above footfalld's mmap threshold of 256 KiB) and
+     * without moving the rows to its front, which would copy them; the room costs
+     * address space, not memory, until it is filled. A small one is left as it is:
+     * realloc would copy it, and at 100,000 spaces that doubled the rows' memory at
+     * every seal (VmHWM 203 -> 295 MiB at the daily peak); if it must grow during the
+     * job, its unshared copy is small too. */
     size_t off = set_off(r);
-    if (r->nset >= POPULATE_ROWS && off + 2 * r->nset > r->capset) {
+    if (r->nset >= PIN_ROOM_ROWS && off + 2 * r->nset > r->capset) {
         r->setmem = ff_xgrow(r->setmem, &r->capset, off + 2 * r->nset, sizeof(*r->setmem));
         r->set = r->setmem + off;
     }
@@ -438,7 +443,7 @@ void ff__rows_rebase(ff__rows *r, int64_t base)
 {
     if (r->pinned) set_unshare(r, 0);
     r->base = base;
-    if (ff__rows_n(r)) refold(r, 0, true);
+    if (ff__rows_n(r)) refold(r, 0, 1);
     last_sync(r);
 }
 
