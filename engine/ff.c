@@ -85,8 +85,9 @@ char *ff_xstrdup(const char *s)
 
 bool ff_populate(void *p, size_t n)
 {
-#ifdef MADV_POPULATE_WRITE                             /* Linux 5.14 */
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE); /* read from the aux vector */
+#ifdef MADV_POPULATE_WRITE
+    /* Linux 5.14; the page size is read from the aux vector, no system call */
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     uintptr_t a = ((uintptr_t)p + page - 1) & ~(page - 1), b = ((uintptr_t)p + n) & ~(page - 1);
     return a < b && madvise((void *)a, b - a, MADV_POPULATE_WRITE) == 0;
 #else

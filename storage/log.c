@@ -921,7 +921,9 @@ out_free:
  * Maps the pages up to `need` and POPULATE_AHEAD bytes beyond it for writing, in one
  * madvise, instead of a write fault on each 4 KiB page as the appends reach it. In this
  * VM a fault is dear, and the log's were 12-17 % of the loop thread at 1.3 M events/s
- * over UDP (BENCHMARKS). A hint: where unsupported or failing, the faults come as before.
+ * over UDP (BENCHMARKS). A hint: where unsupported or failing, the faults come as before
+ * (for the rest of that file). At a low rate the kernel may write the zeroed pages out
+ * before the appends reach them; those then fault again, as without this.
  */
 #define POPULATE_AHEAD ((uint64_t)1 << 20)
 static void populate(ff_log *log, uint64_t need)
