@@ -22,15 +22,17 @@
  * Pinned rows (rows.h). While a seal job reads set[0 .. pinned), every change below that
  * would write, move or free that memory first calls set_unshare, which copies the
  * settled part to a new allocation and leaves the old one to the job; the new one is
- * not pinned. So a space is copied at most once per seal, and only if it grows past its
- * allocation (or takes a late row among the pinned ones) while the job runs; the job
- * itself copies nothing (engine/seal.c).
+ * not pinned. So a space is copied at most once per seal, and only if, while the job
+ * runs, it grows past its allocation, takes a late row among the pinned ones or is
+ * rebased; the engine's thread copies nothing for the job (its worker turns each
+ * space's rows into the segment's form as it writes them: engine/seal.c).
  *
  * Fold. occ[i] = f(occ[i-1], delta[i]) with f(o, d) = o + d, or max(0, o + d) with
  * clamp. After an insert or removal at p, rows from p on are refolded; since the deltas
  * after p do not change, the refold stops at the first row whose stored value it
- * reproduces. Values saturate at the int32 range (billions of events in one space
- * would be needed to reach it).
+ * reproduces (after removals, only past the last removed row: see refold). Values
+ * saturate at the int32 range (billions of events in one space would be needed to
+ * reach it).
  *
  * Invariants (ff__rows_check):
  *   R1 capring is 0 or a power of two; npend <= capring; head < capring (or 0).
